@@ -1,0 +1,108 @@
+"""Sampling: one parameter object, upstream's logit filters, and per-series counter-based randomness.
+
+Every sample path draws its uniforms from a hash of (path key, step, which token), where the path key
+comes from (seed, series key, path index). A path's draws therefore depend neither on the other series
+in the batch nor on the batch size, and nothing touches torch's global RNG. The hash runs on the
+device, so the generation loop needs no host round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["SamplingParams", "path_keys", "uniforms", "filter_logits", "sample_tokens"]
+
+_MASK32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How tokens are drawn.
+
+    ``top_k > 0`` wins over ``top_p`` (as upstream: its filter returns after top-k). ``top_k=1`` is greedy.
+    ``sample_count`` paths are drawn per series; ``seed`` with the series key fixes them.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.9
+    sample_count: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0 or t != t or t == float("inf"):
+            raise ValueError(f"temperature must be a finite number > 0, got {t!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be an int >= 0 (0 = off), got {self.top_k!r}")
+        p = self.top_p
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1] (1 = off), got {p!r}")
+        if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 1:
+            raise ValueError(f"sample_count must be an int >= 1, got {self.sample_count!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.top_k == 1
+
+
+def path_keys(seed: int, series_keys: Sequence[str], sample_count: int) -> torch.Tensor:
+    """(N * sample_count,) int64 keys in [0, 2^32), row-major (series, path)."""
+    out = []
+    for key in series_keys:
+        for path in range(sample_count):
+            digest = hashlib.blake2b(f"{seed}\x1f{key}\x1f{path}".encode(), digest_size=4).digest()
+            out.append(int.from_bytes(digest, "little"))
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    # A 32-bit avalanche hash on int64 tensors; constants < 2^31 keep every product below 2^63.
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x5BD1E995) & _MASK32
+    x = x ^ (x >> 16)
+    return x
+
+
+def uniforms(keys: torch.Tensor, counter: int) -> torch.Tensor:
+    """(R,) float32 uniforms in [0, 1) for draw number ``counter`` of each row key."""
+    h = _mix32(keys ^ _mix32(torch.full_like(keys, (counter * 0x9E3779B1 + 1) & _MASK32)))
+    return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Upstream's top-k / nucleus filter on (R, V) logits; filtered entries become -inf. Ties are kept."""
+    if top_k > 0:
+        k = min(top_k, logits.size(-1))
+        kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+        return logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+        cum = torch.cumsum(torch.softmax(sorted_logits, dim=-1), dim=-1)
+        remove = cum > top_p
+        remove[..., 1:] = remove[..., :-1].clone()  # keep the first token above the threshold
+        remove[..., 0] = False
+        remove = remove.scatter(-1, sorted_idx, remove)
+        return logits.masked_fill(remove, float("-inf"))
+    return logits
+
+
+def sample_tokens(logits: torch.Tensor, params: SamplingParams, u: torch.Tensor) -> torch.Tensor:
+    """Draw one token per row of (R, V) logits by inverse CDF with the row's uniform ``u`` (R,).
+
+    Returns (R,) int64. With ``top_k=1`` this is the argmax whatever ``u`` is.
+    """
+    logits = logits.float() / params.temperature
+    logits = filter_logits(logits, params.top_k, params.top_p)
+    cdf = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)
+    target = (u * cdf[:, -1]).unsqueeze(-1)
+    idx = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+    return idx.clamp_max(logits.size(-1) - 1)

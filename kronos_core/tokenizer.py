@@ -1,0 +1,87 @@
+"""The Kronos BSQ tokenizer: OHLCV rows <-> hierarchical (s1, s2) tokens.
+
+encode: embed -> causal RoPE encoder blocks -> quant_embed -> L2-normalise -> sign -> bits -> s1 (first
+s1_bits bits) and s2 (the rest), bit k weighted 2^k. decode: bits -> ±1/sqrt(codebook_dim) ->
+post_quant_embed -> causal decoder blocks -> head. Both start positions at 0 for every series; ragged
+batches are right-padded (causal attention keeps padding invisible to real rows).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TokenizerConfig
+from .layers import TransformerBlock, rope_tables
+from .loading import PretrainedMixin
+
+__all__ = ["KronosTokenizer"]
+
+
+class _BSQBuffers(nn.Module):
+    """Holds upstream's ``tokenizer.bsq.basis`` / ``group_basis`` buffers so checkpoints match key for key."""
+
+    def __init__(self, codebook_dim: int, group_size: int):
+        super().__init__()
+        bsq = nn.Module()
+        bsq.register_buffer("basis", 2 ** torch.arange(codebook_dim - 1, -1, -1))
+        bsq.register_buffer("group_basis", 2 ** torch.arange(group_size - 1, -1, -1))
+        self.bsq = bsq
+
+
+class KronosTokenizer(PretrainedMixin, nn.Module):
+    config_class = TokenizerConfig
+    kind = "tokenizer"
+
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.s1_bits, self.s2_bits = c.s1_bits, c.s2_bits
+        self.codebook_dim = c.codebook_dim
+        self.embed = nn.Linear(c.d_in, c.d_model)
+        self.head = nn.Linear(c.d_model, c.d_in)
+        # upstream builds n_layers - 1 blocks on each side
+        self.encoder = nn.ModuleList(TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_enc_layers - 1))
+        self.decoder = nn.ModuleList(TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_dec_layers - 1))
+        self.quant_embed = nn.Linear(c.d_model, self.codebook_dim)
+        self.post_quant_embed_pre = nn.Linear(c.s1_bits, c.d_model)  # training-only path, kept for key parity
+        self.post_quant_embed = nn.Linear(self.codebook_dim, c.d_model)
+        self.tokenizer = _BSQBuffers(self.codebook_dim, c.group_size)
+
+    def _rope(self, blocks: nn.ModuleList, n: int, dtype: torch.dtype):
+        if len(blocks) == 0:
+            return None, None
+        return rope_tables(blocks[0].self_attn.rotary.inv_freq, n, dtype)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, 6) normalised rows -> (s1, s2) token ids, each (B, T) int64."""
+        z = self.embed(x)
+        cos, sin = self._rope(self.encoder, x.shape[1], z.dtype)
+        for block in self.encoder:
+            z = block(z, cos, sin)
+        z = F.normalize(self.quant_embed(z).float(), dim=-1)
+        bits = (z > 0).to(torch.int64)  # sign quantisation; z == 0 maps to -1 (bit 0) as upstream
+        s1_w = 2 ** torch.arange(self.s1_bits, device=x.device, dtype=torch.int64)
+        s2_w = 2 ** torch.arange(self.s2_bits, device=x.device, dtype=torch.int64)
+        s1 = (bits[..., : self.s1_bits] * s1_w).sum(-1)
+        s2 = (bits[..., self.s1_bits:] * s2_w).sum(-1)
+        return s1, s2
+
+    def tokens_to_codes(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, codebook_dim) codes in ±1/sqrt(codebook_dim)."""
+        m1 = 2 ** torch.arange(self.s1_bits, device=s1.device, dtype=torch.int64)
+        m2 = 2 ** torch.arange(self.s2_bits, device=s2.device, dtype=torch.int64)
+        bits = torch.cat([(s1.unsqueeze(-1) & m1) != 0, (s2.unsqueeze(-1) & m2) != 0], dim=-1)
+        return (bits.float() * 2 - 1) * (1.0 / self.codebook_dim ** 0.5)
+
+    @torch.no_grad()
+    def decode(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        """(s1, s2) ids (B, T) -> reconstructed normalised rows (B, T, 6), positions from 0."""
+        z = self.post_quant_embed(self.tokens_to_codes(s1, s2).to(self.post_quant_embed.weight.dtype))
+        cos, sin = self._rope(self.decoder, s1.shape[1], z.dtype)
+        for block in self.decoder:
+            z = block(z, cos, sin)
+        return self.head(z)
