@@ -1,0 +1,89 @@
+"""Walk-forward backtest: the nightly job at each cutoff (point in time: the job ignores bars after as_of),
+then every cutoff scored against the realised bars and the naive baselines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline.storage import join
+
+from . import artifacts as A
+from . import store
+from .nightly import IO_RETRIES, check_input, run_forecast_job
+from .params import BacktestParams, NightlyParams
+from .scoring import SCORECARD_COLUMNS, score_cutoff, summarize_scorecard
+
+__all__ = ["backtest", "auto_cutoffs"]
+
+
+def auto_cutoffs(sessions: list[dt.date], pred_len: int, n: int, every: int) -> list[dt.date]:
+    """The latest ``n`` cutoffs, ``every`` sessions apart, each with ``pred_len`` realised sessions after it."""
+    sessions = sorted(set(sessions))
+    last = len(sessions) - 1 - pred_len
+    if last < 0:
+        raise ValueError(f"only {len(sessions)} sessions in the input; a cutoff needs {pred_len} realised "
+                         f"sessions after it")
+    picks = [sessions[i] for i in range(last, -1, -every)][:n]
+    return sorted(picks)
+
+
+@task(name="resolve-cutoffs", cache_policy=NO_CACHE, **IO_RETRIES)
+def resolve_cutoffs(params: BacktestParams) -> list[dt.date]:
+    if params.cutoffs:
+        return list(params.cutoffs)
+    job = params.job
+    bars = store.read_bars(job.input_url, job.input_layout, dt.date(1970, 1, 1), None, None, job.storage,
+                           columns=("symbol", "timestamp"))
+    sessions = sorted(set(bars["timestamp"].dt.date))
+    out = auto_cutoffs(sessions, job.pred_len, params.n_cutoffs, params.every)
+    get_run_logger().info("cutoffs: %s", ", ".join(map(str, out)))
+    return out
+
+
+@task(name="score-cutoff", cache_policy=NO_CACHE, **IO_RETRIES)
+def score_one(job: NightlyParams, summary: dict[str, Any], cutoff: dt.date) -> pd.DataFrame:
+    fc = store.read_forecasts(summary["output_url"], job.storage)
+    if fc.empty:
+        return pd.DataFrame(columns=SCORECARD_COLUMNS)
+    start = (pd.Timestamp(cutoff) - pd.Timedelta(days=int(job.lookback * 1.6) + 10)).date()
+    bars = store.read_bars(job.input_url, job.input_layout, start, None, sorted(fc["symbol"].unique()), job.storage)
+    return score_cutoff(fc, bars, cutoff, job.quantiles, lookback=job.lookback, model=summary.get("model") or job.model)
+
+
+@task(name="write-backtest", cache_policy=NO_CACHE, **IO_RETRIES)
+def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[dict[str, Any]]) -> str:
+    url = store.write_scorecard(job.output_url, card, job.storage, name="backtest_scorecard.parquet")
+    A.publish_table(A.KEYS["backtest"], A.frame_rows(card.sort_values(["as_of", "method"])) if len(card) else [],
+                    f"Walk-forward backtest, {card['as_of'].nunique() if len(card) else 0} cutoffs, per cutoff and method")
+    runs = pd.DataFrame([{k: s.get(k) for k in ("as_of", "assets_forecast", "assets_rejected", "rows_written",
+                                                 "wall_s", "output_url")} for s in summaries])
+    md = ["# Walk-forward backtest", "", f"Scorecard table: `{store.local_or_url(url)}`", "",
+          "## Mean over cutoffs", "", A.markdown_table(summarize_scorecard(card)), "",
+          "## Runs", "", A.markdown_table(runs)]
+    A.publish_markdown(A.KEYS["backtest_summary"], "\n".join(md), "Backtest metrics over time vs naive baselines")
+    return url
+
+
+@flow(name="walk-forward-backtest", log_prints=True)
+def backtest(params: BacktestParams = BacktestParams()) -> dict[str, Any]:
+    """Run the forecast job at each cutoff and score it; returns the scorecard location and the mean metrics."""
+    cutoffs = resolve_cutoffs(params)
+    rows, summaries = [], []
+    for cutoff in cutoffs:
+        job = params.job.model_copy(update={"as_of": cutoff})
+        check_input(job, cutoff)
+        summary = run_forecast_job(job, cutoff)
+        summaries.append(summary)
+        rows.append(score_one(job, summary, cutoff))
+    card = pd.concat([r for r in rows if len(r)], ignore_index=True) if any(len(r) for r in rows) else \
+        pd.DataFrame(columns=SCORECARD_COLUMNS)
+    url = write_and_publish(params.job, card, summaries)
+    mean = summarize_scorecard(card)
+    return {"cutoffs": [str(c) for c in cutoffs], "scorecard": store.local_or_url(url),
+            "mean": A.frame_rows(mean), "partitions": [store.local_or_url(s["output_url"]) for s in summaries],
+            "chart_dir": store.local_or_url(join(params.job.output_url, "charts"))}

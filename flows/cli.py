@@ -1,0 +1,127 @@
+"""``kronos-nightly``: the nightly flow end to end on embedded defaults, no server needed.
+
+With no arguments it writes a synthetic market to ``./demo_data/market`` (once; reused afterwards), then runs
+the nightly flow for two cutoffs ``pred_len`` sessions apart, so the second run scores the first run's matured
+forecasts, on Prefect's ephemeral API, local Ray and a random-weights model (no weights are reachable
+offline: pass ``--model``/``--tokenizer`` with a local checkpoint dir or a hub id for real forecasts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+# before prefect / ray are imported: offline, quiet
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+__all__ = ["main", "demo_cutoffs"]
+
+RANDOM_NOTE = ("RANDOM WEIGHTS: '{ref}' is an untrained model for demos and tests; its forecasts are noise. "
+               "Use --model/--tokenizer with a local checkpoint dir or a hub id (e.g. NeoQuasar/Kronos-small).")
+
+
+def demo_cutoffs(sessions: list, pred_len: int, runs: int) -> list:
+    """``runs`` cutoffs ending at the last session, ``pred_len`` sessions apart (each run's forecasts have
+    matured by the next cutoff)."""
+    sessions = sorted(sessions)
+    idx = [len(sessions) - 1 - k * pred_len for k in range(runs)]
+    return [sessions[i] for i in sorted(i for i in idx if i >= 0)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="kronos-nightly", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default="./demo_data", help="demo root: market/ and forecasts/ go under it")
+    ap.add_argument("--input-url", help="market to read instead of the generated one (local or s3://)")
+    ap.add_argument("--output-url", help="forecast store (default <data-dir>/forecasts)")
+    ap.add_argument("--symbols", type=int, default=300, help="assets in the generated market")
+    ap.add_argument("--bars", type=int, default=400, help="daily bars per asset in the generated market")
+    ap.add_argument("--regenerate", action="store_true", help="rewrite the generated market")
+    ap.add_argument("--model", default="random:test", help="hub id, local dir or random:<test|mini|small|base>")
+    ap.add_argument("--tokenizer", default=None, help="defaults to the model's size for random:, else required")
+    ap.add_argument("--lookback", type=int, default=128)
+    ap.add_argument("--pred-len", type=int, default=5)
+    ap.add_argument("--samples", type=int, default=8, help="sample paths per asset")
+    ap.add_argument("--as-of", action="append", help="cutoff date(s); default: the last session and one "
+                                                     "pred_len earlier (repeatable)")
+    ap.add_argument("--runs", type=int, default=2, help="cutoffs when --as-of is not given")
+    ap.add_argument("--ray-address", default=None, help="existing Ray cluster; default: local Ray")
+    ap.add_argument("--concurrency", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    t0 = time.perf_counter()
+    import datetime as dt
+
+    from .params import NightlyParams, RaySpec, SamplingSpec
+    from .sessions import last_completed_session
+    from .store import _date_partitions, local_or_url
+
+    data_dir = os.path.abspath(args.data_dir)
+    input_url = args.input_url or os.path.join(data_dir, "market")
+    output_url = args.output_url or os.path.join(data_dir, "forecasts")
+    tokenizer = args.tokenizer or (args.model if args.model.startswith("random:") else None)
+    if tokenizer is None:
+        print("kronos-nightly: --tokenizer is required with a non-random --model", file=sys.stderr)
+        return 2
+
+    from pipeline.storage import filesystem, strip_protocol
+
+    fs = filesystem(input_url)
+    if not args.input_url and (args.regenerate or not fs.exists(strip_protocol(input_url))):
+        from pipeline import write_synthetic_market
+
+        end = last_completed_session()
+        print(f"[1/3] writing a synthetic market: {args.symbols} assets x {args.bars} daily bars ending {end} "
+              f"-> {input_url}")
+        write_synthetic_market(input_url, n_symbols=args.symbols, n_bars=args.bars, end=str(end), seed=0)
+    else:
+        print(f"[1/3] reusing market at {input_url}")
+    sessions = sorted(_date_partitions(fs, strip_protocol(input_url)))
+    if not sessions:
+        print(f"kronos-nightly: no date=YYYY-MM-DD partitions under {input_url}", file=sys.stderr)
+        return 2
+    cutoffs = ([dt.date.fromisoformat(a) for a in args.as_of] if args.as_of
+               else demo_cutoffs(sessions, args.pred_len, args.runs))
+
+    if args.model.startswith("random:"):
+        print("[!] " + RANDOM_NOTE.format(ref=args.model))
+    if args.ray_address is None:
+        import ray
+
+        if not ray.is_initialized():  # no dashboard: saves ~1 GiB and ~1.5 s on small machines
+            ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+
+    from .nightly import nightly_forecast
+
+    result = {}
+    for i, as_of in enumerate(cutoffs, start=1):
+        print(f"[2/3] nightly flow {i}/{len(cutoffs)}: as_of {as_of}")
+        params = NightlyParams(
+            input_url=input_url, output_url=output_url, as_of=as_of, model=args.model, tokenizer=tokenizer,
+            lookback=args.lookback, pred_len=args.pred_len, sampling=SamplingSpec(sample_count=args.samples),
+            ray=RaySpec(address=args.ray_address, concurrency=args.concurrency),
+        )
+        result = nightly_forecast(params)
+    wall = time.perf_counter() - t0
+    print(f"[3/3] done in {wall:.0f} s. Latest run (as_of {result['as_of']}, model {result['model']}):")
+    print(f"  assets forecast   {result['assets_forecast']}   rejected {result['assets_rejected']}   "
+          f"rows {result['rows_written']}")
+    for label, key in (("forecast partition", "forecast_partition"), ("manifest", "manifest"),
+                       ("rejected table", "rejected"), ("scorecard table", "scorecard"), ("fan chart PNG", "fan_chart")):
+        print(f"  {label:<18} {result.get(key) or '-'}")
+    print(f"  scorecard rows    {result['scorecard_rows']} (matured cutoffs x methods)")
+    print(f"  all runs          {local_or_url(output_url)}")
+    print("Artifacts (tables, links, the chart) are in the Prefect UI: scripts/start_local.sh starts a server.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""Nightly universe forecast: resolve the cutoff, check the input, run the Ray job, score what has matured,
+publish artifacts.
+
+The flow is thin: every decision lives in ``flows.job``, ``flows.scoring`` and ``flows.charts`` (plain
+functions). Retries with exponential backoff sit on the I/O tasks only; the Ray job is not retried here
+(the pipeline retries its own object-store calls and a failed job should page someone, not loop).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from pipeline.storage import join
+
+from . import artifacts as A
+from . import store
+from .charts import fan_chart_png, pick_chart_symbols, png_data_uri
+from .job import InputNotReady, freshness_problem, resolve_as_of, to_job_config
+from .params import NightlyParams
+from .scoring import SCORECARD_COLUMNS, matured_cutoffs, score_cutoff, summarize_scorecard
+
+__all__ = ["nightly_forecast", "run_forecast_job", "score_matured_forecasts", "IO_RETRIES"]
+
+log = logging.getLogger(__name__)
+
+IO_RETRIES: dict[str, Any] = {
+    "retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2), "retry_jitter_factor": 0.2,
+}
+
+
+def _not_input_error(task, task_run, state) -> bool:
+    """Retry transient I/O failures; a missing delivery is not transient within the run, so fail fast."""
+    try:
+        state.result()
+    except InputNotReady:
+        return False
+    except Exception:  # noqa: BLE001 - anything else is worth another try
+        return True
+    return True
+
+
+@task(name="resolve-as-of", cache_policy=NO_CACHE)
+def resolve_run(params: NightlyParams) -> dt.date:
+    as_of = resolve_as_of(params)
+    get_run_logger().info("as_of %s (%s), universe %s", as_of, "given" if params.as_of else "last completed session",
+                          f"{len(params.universe)} symbols" if params.universe else "all symbols in the input")
+    return as_of
+
+
+@task(name="check-input", cache_policy=NO_CACHE, retry_condition_fn=_not_input_error, **IO_RETRIES)
+def check_input(params: NightlyParams, as_of: dt.date) -> int:
+    present, last = store.input_status(params.input_url, params.input_layout, as_of, params.storage)
+    problem = freshness_problem(as_of, present, params.universe, last, params.min_fresh_share, params.input_url)
+    if problem:
+        raise InputNotReady(problem)
+    get_run_logger().info("input ready: %d symbols have a bar on %s", len(present), as_of)
+    return len(present)
+
+
+@task(name="forecast-universe", cache_policy=NO_CACHE)
+def run_forecast_job(params: NightlyParams, as_of: dt.date) -> dict[str, Any]:
+    """The Ray Data job (local Ray unless ``params.ray.address``); returns the RunSummary as a dict."""
+    from pipeline import run_job
+
+    summary = run_job(to_job_config(params, as_of))
+    get_run_logger().info("%s", summary.render())
+    return summary.to_dict()
+
+
+@task(name="load-forecasts", cache_policy=NO_CACHE, **IO_RETRIES)
+def load_run_outputs(params: NightlyParams, summary: dict[str, Any], as_of: dt.date
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(forecast rows, rejected rows, history bars for the chart)."""
+    fc = store.read_forecasts(summary["output_url"], params.storage)
+    rejected = store.read_table(summary.get("rejected_url", ""), params.storage)
+    symbols = pick_chart_symbols(fc, params.chart_assets) if params.chart_assets else []
+    start = (pd.Timestamp(as_of) - pd.Timedelta(days=120)).date()
+    hist = (store.read_bars(params.input_url, params.input_layout, start, as_of, symbols, params.storage)
+            if symbols else pd.DataFrame(columns=["symbol", "timestamp", "close"]))
+    return fc, rejected, hist
+
+
+@task(name="render-fan-chart", cache_policy=NO_CACHE, **IO_RETRIES)
+def render_chart(params: NightlyParams, fc: pd.DataFrame, hist: pd.DataFrame, as_of: dt.date, model: str
+                 ) -> tuple[str, bytes] | None:
+    symbols = pick_chart_symbols(fc, params.chart_assets)
+    if not symbols:
+        return None
+    png = fan_chart_png(hist, fc, symbols, params.quantiles,
+                        title=f"{model}  as_of {as_of}  (mean, quantile bands)")
+    url = store.write_bytes(join(params.output_url, "charts", f"as_of={as_of}", "fan_chart.png"), png, params.storage)
+    return url, png
+
+
+@task(name="score-matured", cache_policy=NO_CACHE, **IO_RETRIES)
+def score_matured_forecasts(params: NightlyParams, as_of: dt.date) -> tuple[pd.DataFrame, str]:
+    """Score every earlier forecast that has matured since the last run; append to the scorecard table."""
+    logger = get_run_logger()
+    card = store.read_scorecard(params.output_url, params.storage)
+    parts = store.forecast_partitions(params.output_url, params.storage)
+    scored = set(pd.to_datetime(card["as_of"]).dt.date) if len(card) else set()
+    todo = matured_cutoffs([d for d, _ in parts], scored, as_of, params.pred_len)
+    rows = []
+    for cutoff in todo:
+        for (d, part), url in sorted(parts.items()):
+            if d != cutoff:
+                continue
+            fc = store.read_forecasts(url, params.storage)
+            if fc.empty:
+                continue
+            lookback_start = (pd.Timestamp(cutoff) - pd.Timedelta(days=int(params.lookback * 1.6) + 10)).date()
+            bars = store.read_bars(params.input_url, params.input_layout, lookback_start, None,
+                                   sorted(fc["symbol"].unique()), params.storage)
+            bars = bars[bars["timestamp"].dt.normalize() <= pd.Timestamp(as_of)]  # what was known tonight
+            sc = score_cutoff(fc, bars, cutoff, params.quantiles, lookback=params.lookback)
+            if not sc.empty:
+                rows.append(sc)
+                logger.info("scored cutoff %s (%s): %d assets", cutoff, part.rsplit("/", 1)[-1], sc["n_assets"].iloc[0])
+    if rows:
+        new = pd.concat(rows, ignore_index=True)
+        card = pd.concat([card, new], ignore_index=True) if len(card) else new
+        card = card.drop_duplicates(["as_of", "model", "method"], keep="last")
+    url = store.write_scorecard(params.output_url, card if len(card) else pd.DataFrame(columns=SCORECARD_COLUMNS),
+                                params.storage)
+    logger.info("scorecard: %d new cutoffs scored, %d rows in %s", len(rows), len(card), url)
+    return card, url
+
+
+@task(name="publish-artifacts", cache_policy=NO_CACHE, **IO_RETRIES)
+def publish(summary: dict[str, Any], rejected: pd.DataFrame, chart: tuple[str, bytes] | None,
+            scorecard: pd.DataFrame | None, scorecard_url: str | None) -> None:
+    as_of = summary["as_of"]
+    A.publish_table(A.KEYS["summary"], A.summary_rows(summary), f"Nightly forecast run summary, as_of {as_of}")
+    A.publish_table(A.KEYS["rejected"], A.frame_rows(rejected),
+                    f"{len(rejected)} assets rejected by validation, as_of {as_of}, with reasons")
+    A.publish_link(A.KEYS["partition"], summary["output_url"], f"forecast partition as_of {as_of}",
+                   "The forecast partition written by this run")
+    if summary.get("manifest_url"):
+        A.publish_link(A.KEYS["manifest"], summary["manifest_url"], "manifest.json", "Lineage and row counts of the run")
+    if chart is not None:
+        A.publish_image(A.KEYS["chart"], png_data_uri(chart[1]), f"Fan charts as_of {as_of}; PNG at {chart[0]}")
+    lines = [f"# Nightly forecast {as_of}", "", "| output | location |", "|---|---|",
+             f"| forecast partition | `{summary['output_url']}` |", f"| manifest | `{summary.get('manifest_url')}` |",
+             f"| rejected assets | `{summary.get('rejected_url')}` |", f"| scorecard | `{scorecard_url}` |",
+             f"| fan chart | `{chart[0] if chart else '-'}` |"]
+    if scorecard is not None and len(scorecard):
+        lines += ["", "## Scorecard over time", "", A.markdown_table(summarize_scorecard(scorecard))]
+        A.publish_table(A.KEYS["scorecard"], A.frame_rows(scorecard.sort_values(["as_of", "method"])),
+                        "Matured forecasts scored against realised bars and naive baselines")
+    A.publish_markdown(A.KEYS["outputs"], "\n".join(lines), f"Where this run's outputs are, as_of {as_of}")
+
+
+@flow(name="nightly-forecast", log_prints=True)
+def nightly_forecast(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
+    """Forecast the whole universe as of the last completed session (or ``params.as_of``) and score what has
+    matured. Returns where everything was written."""
+    as_of = resolve_run(params)
+    check_input(params, as_of)
+    summary = run_forecast_job(params, as_of)
+    fc, rejected, hist = load_run_outputs(params, summary, as_of)
+    chart = render_chart(params, fc, hist, as_of, summary.get("model") or params.model) if params.chart_assets else None
+    card, card_url = score_matured_forecasts(params, as_of) if params.score_matured else (None, None)
+    publish(summary, rejected, chart, card, card_url)
+    return {
+        **{k: summary.get(k) for k in ("run_id", "as_of", "model", "assets_read", "assets_forecast",
+                                       "assets_rejected", "rows_written", "wall_s")},
+        "forecast_partition": store.local_or_url(summary["output_url"]),
+        "manifest": store.local_or_url(summary.get("manifest_url") or ""),
+        "rejected": store.local_or_url(summary.get("rejected_url") or ""),
+        "scorecard": store.local_or_url(card_url) if card_url else None,
+        "scorecard_rows": 0 if card is None else len(card),
+        "fan_chart": store.local_or_url(chart[0]) if chart else None,
+    }

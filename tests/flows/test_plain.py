@@ -1,0 +1,97 @@
+"""Plain functions behind the flows: parameters, cutoffs, freshness, charts, artifacts rows (no Prefect)."""
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from flows.artifacts import frame_rows, markdown_table, summary_rows
+from flows.backtest import auto_cutoffs
+from flows.charts import fan_chart_png, pick_chart_symbols, png_data_uri
+from flows.cli import demo_cutoffs
+from flows.job import freshness_problem, job_as_of, resolve_as_of, to_job_config
+from flows.params import BacktestParams, NightlyParams
+from flows.sessions import last_completed_session
+
+
+def test_params_validate_and_map_to_job_config():
+    p = NightlyParams(universe=[" B", "A", "A", ""], quantiles=[0.9, 0.1], ray={"address": " "})
+    assert p.universe == ["A", "B"] and p.quantiles == [0.1, 0.9] and p.ray.address is None
+    with pytest.raises(ValidationError, match="quantile"):
+        NightlyParams(quantiles=[0.0, 0.5])
+    with pytest.raises(ValidationError):
+        NightlyParams(lookbak=10)  # typo: extra fields are errors, not silently ignored
+    cfg = to_job_config(p.model_copy(update={"lookback": 16}), dt.date(2024, 6, 28))
+    assert cfg.as_of == pd.Timestamp("2024-06-28") and cfg.validation.min_history == 16
+    assert cfg.universe.symbols == ["A", "B"] and cfg.output.quantiles == [0.1, 0.9]
+    assert cfg.compute.ray_address is None and cfg.model.model == "random:test"
+    schema = NightlyParams.model_json_schema()  # what the Prefect UI renders as the form
+    assert {"as_of", "universe", "model", "sampling", "ray", "quantiles"} <= set(schema["properties"])
+
+
+def test_backtest_params_sort_cutoffs():
+    b = BacktestParams(cutoffs=["2024-03-01", "2024-02-01", "2024-03-01"])
+    assert b.cutoffs == [dt.date(2024, 2, 1), dt.date(2024, 3, 1)]
+
+
+def test_last_completed_session_respects_close_weekend_and_holidays():
+    # Wed 2026-11-25 15:00 New York: the close has not happened -> Tuesday
+    assert last_completed_session(pd.Timestamp("2026-11-25 20:00", tz="UTC")) == dt.date(2026, 11, 24)
+    assert last_completed_session(pd.Timestamp("2026-11-25 21:30", tz="UTC")) == dt.date(2026, 11, 25)
+    # Thanksgiving (Thu 2026-11-26) is not a session
+    assert last_completed_session(pd.Timestamp("2026-11-26 23:00", tz="UTC")) == dt.date(2026, 11, 25)
+    # weekday fallback for calendars exchange_calendars does not know
+    assert last_completed_session(pd.Timestamp("2024-06-30 12:00", tz="UTC"), calendar="nope") == dt.date(2024, 6, 28)
+
+
+def test_resolve_as_of_and_intraday_cutoff():
+    assert resolve_as_of(NightlyParams(as_of="2024-01-05")) == dt.date(2024, 1, 5)
+    intraday = NightlyParams(calendar={"freq": "5min"}).calendar
+    assert job_as_of(dt.date(2024, 1, 5), intraday) == pd.Timestamp("2024-01-05 23:59:59")
+
+
+def test_freshness_messages_say_what_is_missing():
+    d = dt.date(2024, 6, 28)
+    assert "no bars found" in freshness_problem(d, set(), None, None, 0.5, "/x")
+    msg = freshness_problem(d, set(), None, dt.date(2024, 6, 27), 0.5, "/x")
+    assert "2024-06-28" in msg and "2024-06-27" in msg
+    msg = freshness_problem(d, {"A"}, ["A", "B", "C"], d, 0.5, "/x")
+    assert "33%" in msg and "B, C" in msg
+    assert freshness_problem(d, {"A", "B"}, ["A", "B", "C"], d, 0.5, "/x") is None
+
+
+def test_cutoff_choices():
+    days = [dt.date(2024, 1, i) for i in range(1, 21)]
+    assert auto_cutoffs(days, 5, 3, 4) == [days[6], days[10], days[14]]
+    with pytest.raises(ValueError, match="realised"):
+        auto_cutoffs(days[:3], 5, 1, 1)
+    assert demo_cutoffs(days, 5, 2) == [days[14], days[19]]
+
+
+def _toy():
+    ts = pd.bdate_range("2024-01-01", periods=30)
+    hist = pd.DataFrame({"symbol": np.repeat(["A", "B", "C"], 30), "timestamp": np.tile(ts, 3),
+                         "close": np.r_[np.linspace(10, 12, 30), np.linspace(20, 18, 30), np.full(30, 5.0)]})
+    fts = pd.bdate_range(ts[-1] + pd.Timedelta(days=1), periods=3)
+    fc = pd.DataFrame({"symbol": np.repeat(["A", "B", "C"], 3), "timestamp": np.tile(fts, 3),
+                       "step": np.tile([1, 2, 3], 3), "close": 10.0, "close_q10": 9.0, "close_q50": 10.0,
+                       "close_q90": 11.0, "p_up": np.repeat([0.9, 0.1, 0.5], 3)})
+    return hist, fc
+
+
+def test_fan_chart_png_and_symbol_choice():
+    hist, fc = _toy()
+    assert pick_chart_symbols(fc, 2) == ["A", "B"]  # most bullish, most bearish
+    png = fan_chart_png(hist, fc, ["A", "B", "C"], [0.1, 0.5, 0.9], title="t")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 300_000
+    assert png_data_uri(png).startswith("data:image/png;base64,iVBOR")
+
+
+def test_artifact_rows_are_json_safe():
+    rows = summary_rows({"run_id": "r", "wall_s": 1.23456, "reject_reasons": {"stale": 2}, "x": float("nan")})
+    assert rows[1]["value"] == 1.235 and rows[2]["value"] == "stale=2" and rows[3]["value"] is None
+    df = pd.DataFrame({"a": [1.0, np.nan], "d": [dt.date(2024, 1, 1)] * 2})
+    assert frame_rows(df) == [{"a": 1.0, "d": "2024-01-01"}, {"a": None, "d": "2024-01-01"}]
+    assert markdown_table(df).splitlines()[0] == "| a | d |"
