@@ -1,0 +1,94 @@
+"""Flow logic under prefect_test_harness, with a stand-in for the Ray job (tests/flows/fakes.py).
+
+The real job runs in test_server_integration.py; here we check the orchestration: cutoffs, fail-fast input
+checks, scoring of matured forecasts across nights, the backtest, and the artifacts by key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pandas as pd
+import pytest
+
+pytestmark = [pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def fake_job(monkeypatch):
+    import pipeline
+
+    from .fakes import fake_run_job
+
+    monkeypatch.setattr(pipeline, "run_job", fake_run_job)
+
+
+def _artifact(key: str):
+    from prefect.artifacts import Artifact
+
+    return Artifact.get(key)
+
+
+def _params(market, out, as_of, **kw):
+    from flows.params import NightlyParams
+
+    return NightlyParams(input_url=market.url, output_url=str(out), as_of=as_of, lookback=64, pred_len=5,
+                         validation={"min_history": 32}, **kw)
+
+
+def test_nightly_twice_scores_the_matured_run(prefect_harness, fake_job, small_market, tmp_path):
+    from flows.artifacts import KEYS
+    from flows.nightly import nightly_forecast
+
+    first = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 20)))
+    assert first["scorecard_rows"] == 0 and os.path.exists(first["forecast_partition"])
+    second = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 28)))
+    card = pd.read_parquet(second["scorecard"])
+    assert set(card["method"]) == {"kronos", "naive_last", "naive_drift"}
+    assert set(card["as_of"].astype(str)) == {"2024-06-20"} and second["scorecard_rows"] == 3
+    assert (card["n_assets"] > 20).all() and card["mae"].notna().all()
+    with open(second["fan_chart"], "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+
+    summary = _artifact(KEYS["summary"])
+    assert summary.type == "table" and "2024-06-28" in str(summary.data)
+    assert _artifact(KEYS["chart"]).type == "image"
+    assert str(_artifact(KEYS["chart"]).data).startswith("data:image/png;base64,")
+    assert "forecasts/as_of=2024-06-28" in str(_artifact(KEYS["partition"]).data)  # links are stored as markdown
+    assert "naive_drift" in str(_artifact(KEYS["scorecard"]).data)
+    assert "Scorecard over time" in str(_artifact(KEYS["outputs"]).data)
+
+    # a third night re-runs the same cutoff: the partition is replaced and nothing is scored twice
+    third = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 28)))
+    assert third["scorecard_rows"] == 3
+
+
+def test_missing_delivery_fails_fast_with_a_message(prefect_harness, fake_job, small_market, tmp_path):
+    import time
+
+    from flows.nightly import nightly_forecast
+
+    t0 = time.perf_counter()
+    state = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 7, 3)), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=r"no bars for as_of 2024-07-03.*latest bars are from 2024-06-28"):
+        state.result()
+    assert time.perf_counter() - t0 < 10  # no retries with backoff on a missing delivery
+    assert not os.path.exists(tmp_path / "forecasts")
+
+
+def test_backtest_scores_every_cutoff(prefect_harness, fake_job, small_market, tmp_path):
+    from flows.artifacts import KEYS
+    from flows.backtest import backtest
+    from flows.params import BacktestParams
+
+    job = _params(small_market, tmp_path, None, chart_assets=0)
+    out = backtest(BacktestParams(job=job, n_cutoffs=2, every=5))
+    assert len(out["cutoffs"]) == 2 and out["cutoffs"][-1] == "2024-06-21"  # 5 realised sessions after it
+    card = pd.read_parquet(out["scorecard"])
+    assert card.groupby("as_of").size().tolist() == [3, 3]
+    methods = {r["method"] for r in out["mean"]}
+    assert methods == {"kronos", "naive_last", "naive_drift"}
+    assert _artifact(KEYS["backtest"]).type == "table"
+    assert "Mean over cutoffs" in str(_artifact(KEYS["backtest_summary"]).data)
