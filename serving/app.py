@@ -11,7 +11,7 @@
 ``build_app(args)`` is the application builder named in ``serving/serve_config.yaml``.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations` here: FastAPI must see real types on the ingress methods
 
 import asyncio
 import logging
@@ -212,5 +212,7 @@ class Ingress:
 def build_app(args: dict | None = None):
     """Serve application builder (``import_path: serving.app:build_app``); ``args`` is a ``ServingConfig``."""
     cfg = ServingConfig(**(args or {}))
-    forecaster = Forecaster.options(user_config=cfg.batching.model_dump()).bind(cfg.model_dump())
-    return Ingress.bind(forecaster, cfg.model_dump())
+    # batching lives only in user_config: changing it reconfigures replicas instead of restarting them
+    init = cfg.model_dump(exclude={"batching"})
+    forecaster = Forecaster.options(user_config=cfg.batching.model_dump()).bind(init)
+    return Ingress.bind(forecaster, init)

@@ -179,6 +179,11 @@ def request_to_series(req: ForecastRequest, limits: Limits) -> list[Series]:
                 raise RequestError((*loc, "future_timestamps"),
                                    f"{len(s.future_timestamps)} timestamps but pred_len={req.pred_len}")
             fts = _stamps(s.future_timestamps)
+            if (np.diff(fts.astype(np.int64)) <= 0).any():
+                raise RequestError((*loc, "future_timestamps"), "not strictly increasing; sort them")
+            if fts[0] <= ts[-1]:
+                raise RequestError((*loc, "future_timestamps"), f"first future timestamp {fts[0]} is not after "
+                                   f"the last observed timestamp {ts[-1]}")
         elif req.frequency is None and req.calendar is None:
             raise RequestError((*loc, "future_timestamps"), "missing: give future_timestamps for each series, "
                                "or frequency and/or calendar at the request level to generate them")
