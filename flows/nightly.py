@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from pipeline.storage import join
+from pipeline.storage import StorageError, is_transient, join
 
 from . import artifacts as A
 from . import store
@@ -30,20 +30,28 @@ __all__ = ["nightly_forecast", "run_forecast_job", "score_matured_forecasts", "I
 
 log = logging.getLogger(__name__)
 
-IO_RETRIES: dict[str, Any] = {
-    "retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2), "retry_jitter_factor": 0.2,
-}
-
-
-def _not_input_error(task, task_run, state) -> bool:
-    """Retry transient I/O failures; a missing delivery is not transient within the run, so fail fast."""
+def _transient(task, task_run, state) -> bool:
+    """Retry only what may pass on its own: network/object-store errors. A missing delivery
+    (``InputNotReady``), a missing file or a bug (TypeError, KeyError, ...) fails at once."""
     try:
         state.result()
     except InputNotReady:
         return False
-    except Exception:  # noqa: BLE001 - anything else is worth another try
+    except StorageError as e:  # pipeline.storage already retried; retry the task once the store recovers
+        return e.__cause__ is None or is_transient(e.__cause__)
+    except (FileNotFoundError, PermissionError):
+        return False
+    except (OSError, TimeoutError, ConnectionError):
         return True
-    return True
+    except Exception as e:  # noqa: BLE001 - classified by message (throttling, 5xx)
+        return is_transient(e)
+    return False
+
+
+IO_RETRIES: dict[str, Any] = {
+    "retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2), "retry_jitter_factor": 0.2,
+    "retry_condition_fn": _transient,
+}
 
 
 @task(name="resolve-as-of", cache_policy=NO_CACHE)
@@ -54,7 +62,7 @@ def resolve_run(params: NightlyParams) -> dt.date:
     return as_of
 
 
-@task(name="check-input", cache_policy=NO_CACHE, retry_condition_fn=_not_input_error, **IO_RETRIES)
+@task(name="check-input", cache_policy=NO_CACHE, **IO_RETRIES)
 def check_input(params: NightlyParams, as_of: dt.date) -> int:
     present, last = store.input_status(params.input_url, params.input_layout, as_of, params.storage)
     problem = freshness_problem(as_of, present, params.universe, last, params.min_fresh_share, params.input_url)
@@ -109,7 +117,7 @@ def score_matured_forecasts(params: NightlyParams, as_of: dt.date) -> tuple[pd.D
     todo = matured_cutoffs([d for d, _ in parts], scored, as_of, params.pred_len)
     rows = []
     for cutoff in todo:
-        for (d, part), url in sorted(parts.items()):
+        for (d, model), url in sorted(parts.items()):
             if d != cutoff:
                 continue
             fc = store.read_forecasts(url, params.storage)
@@ -122,7 +130,7 @@ def score_matured_forecasts(params: NightlyParams, as_of: dt.date) -> tuple[pd.D
             sc = score_cutoff(fc, bars, cutoff, params.quantiles, lookback=params.lookback)
             if not sc.empty:
                 rows.append(sc)
-                logger.info("scored cutoff %s (%s): %d assets", cutoff, part.rsplit("/", 1)[-1], sc["n_assets"].iloc[0])
+                logger.info("scored cutoff %s (model=%s): %d assets", cutoff, model, sc["n_assets"].iloc[0])
     if rows:
         new = pd.concat(rows, ignore_index=True)
         card = pd.concat([card, new], ignore_index=True) if len(card) else new

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
-import re
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -130,45 +130,54 @@ def local_or_url(url: str) -> str:
     return url if "://" in url and not url.startswith("file://") else strip_protocol(url)
 
 
-_AS_OF = re.compile(r"(?:^|/)as_of=(\d{4}-\d{2}-\d{2})(?:[T ][^/]*)?/")
-_SKIP = ("/rejected", "/scorecard", "/charts", "/_tmp", "/_staging", "/.")  # not forecast rows
+MANIFEST = "_manifest.json"  # pipeline.commit: the commit point of a partition; lists its files
 
 
 def forecast_partitions(output_url: str, storage: StorageConfig | None = None) -> dict[tuple[dt.date, str], str]:
-    """Every committed forecast partition under ``output_url``: {(as_of date, partition dir): dir}.
+    """Every committed forecast partition: {(as_of date, model slug): partition URL}.
 
-    A partition is a folder ``.../as_of=YYYY-MM-DD[/model=...]`` holding parquet files; rejected tables,
-    the scorecard and charts are skipped.
+    Layout (pipeline.commit): ``<root>/forecasts/as_of=<YYYY-MM-DD[THH-MM-SS]>/model=<slug>/_manifest.json``.
     """
     fs, root = filesystem(output_url, storage), strip_protocol(output_url)
-    if not fs.exists(root):
-        return {}
     out = {}
-    for f in fs.find(root):
-        rel = f[len(root):]
-        if not f.endswith(".parquet") or any(s in rel for s in _SKIP):
+    for m in fs.glob(join(root, "forecasts", "as_of=*", "model=*", MANIFEST)):
+        part = m.rsplit("/", 1)[0]
+        model = part.rsplit("/", 1)[-1].split("=", 1)[1]
+        tag = part.rsplit("/", 2)[-2].split("=", 1)[1]
+        try:
+            day = dt.date.fromisoformat(tag[:10])
+        except ValueError:
+            log.warning("ignoring partition %s (as_of is not a date)", part)
             continue
-        m = _AS_OF.search(rel)
-        if not m:
-            continue
-        part = f.rsplit("/", 1)[0]
-        out[(dt.date.fromisoformat(m.group(1)), part)] = part
+        out[(day, model)] = to_url(part, output_url)
     return out
+
+
+def _manifest_files(fs, part: str) -> list[str] | None:
+    path = join(part, MANIFEST)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as f:
+        m = json.loads(f.read())
+    return [join(part, x["name"] if isinstance(x, dict) else x) for x in m.get("files", [])]
 
 
 def read_forecasts(partition_url: str, storage: StorageConfig | None = None,
                    columns: list[str] | None = None) -> pd.DataFrame:
-    """The forecast rows of one partition (every parquet file under it)."""
-    fs, root = filesystem(partition_url, storage), strip_protocol(partition_url)
-    df = _read_parquet(fs, [root], columns)
+    """The rows of one committed partition, through its manifest (consistent mid-commit, like
+    ``pipeline.commit.read_partition``); a folder without a manifest is read whole."""
+    return read_table(partition_url, storage, columns)
+
+
+def read_table(url: str, storage: StorageConfig | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    """A partition (through its manifest if it has one), a parquet file or a folder; empty if absent."""
+    if not url:
+        return pd.DataFrame()
+    fs, path = filesystem(url, storage), strip_protocol(url)
+    if not fs.exists(path):
+        return pd.DataFrame()
+    files = _manifest_files(fs, path) if fs.isdir(path) else None
+    df = _read_parquet(fs, files if files is not None else [path], columns)
     if "timestamp" in df:
         df["timestamp"] = pd.to_datetime(df["timestamp"])
     return df
-
-
-def read_table(url: str, storage: StorageConfig | None = None) -> pd.DataFrame:
-    """A parquet file or folder of parquet files; empty frame if it does not exist."""
-    fs, path = filesystem(url, storage), strip_protocol(url)
-    if not url or not fs.exists(path):
-        return pd.DataFrame()
-    return _read_parquet(fs, [path], None)

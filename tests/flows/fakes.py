@@ -47,15 +47,15 @@ def fake_run_job(config: JobConfig) -> RunSummary:
             rows.append(r)
     out = config.output.url.rstrip("/")
     day = as_of.date()
-    part = f"{out}/forecasts/as_of={day}/model={config.model.model.replace(':', '_')}"
-    rej = f"{out}/rejected/as_of={day}"
-    for d in (part, rej):
+    slug = config.model.model.replace(":", "-")
+    part, rej = (f"{out}/{t}/as_of={day}/model={slug}" for t in ("forecasts", "rejected"))
+    frames = (pd.DataFrame(rows), pd.DataFrame(rejected, columns=["symbol", "reject_reason", "n_bars"]))
+    for d, df in zip((part, rej), frames, strict=True):
         os.makedirs(d, exist_ok=True)
-    pd.DataFrame(rows).to_parquet(f"{part}/part-0.parquet", index=False)
-    pd.DataFrame(rejected, columns=["symbol", "reject_reason", "n_bars"]).to_parquet(f"{rej}/part-0.parquet")
-    manifest = f"{part}/manifest.json"
-    with open(manifest, "w") as f:
-        json.dump({"rows": len(rows)}, f)
+        df.to_parquet(f"{d}/part-fake.parquet", index=False)
+        with open(f"{d}/_manifest.json", "w") as f:
+            json.dump({"files": [{"name": "part-fake.parquet"}], "rows": len(df)}, f)
+    manifest = f"{part}/_manifest.json"
     n = bars["symbol"].nunique()
     return RunSummary(run_id="fake", as_of=str(as_of), assets_read=n, assets_forecast=n - len(rejected),
                       assets_rejected=len(rejected), rows_written=len(rows), output_url=part, manifest_url=manifest,
