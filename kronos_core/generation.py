@@ -135,10 +135,12 @@ def generate(model: Kronos, tokenizer: KronosTokenizer, x: list[torch.Tensor], s
     return Generated(tokens=gen[inv].cpu(), decoded=decoded[inv].cpu())
 
 
-def _draw(model, h_last, s2_fn, params, keys, i):
-    s1 = sample_tokens(model.s1_logits(h_last), params, uniforms(keys, 2 * i))
-    s2 = sample_tokens(s2_fn(s1), params, uniforms(keys, 2 * i + 1))
-    return s1, s2
+def _sample_s1(model, h_last, params, keys, i):
+    return sample_tokens(model.s1_logits(h_last), params, uniforms(keys, 2 * i))
+
+
+def _sample_s2(logits, params, keys, i):
+    return sample_tokens(logits, params, uniforms(keys, 2 * i + 1))
 
 
 def _write(hist, rows_len, i, s1, s2):
@@ -158,9 +160,10 @@ def _reference_loop(model, hist, stamps, rows_len, host_lens, st, lens, p, c, pa
             w = end - start
             tok = hist[r : r + 1, start:end]
             ctx = model.encode_window(tok[..., 0], tok[..., 1], stamps[r : r + 1, start:end], cos_all[:w], sin_all[:w])
+            h = ctx[:, -1]
+            s1 = _sample_s1(model, h, params, keys[r : r + 1], i)
             dep_k, dep_v = model.dep_layer.kv(ctx)
-            s1, s2 = _draw(model, ctx[:, -1], lambda a, k=dep_k, v=dep_v, h=ctx[:, -1]: model.s2_logits(h, a, k, v),
-                           params, keys[r : r + 1], i)
+            s2 = _sample_s2(model.s2_logits(h, s1, dep_k, dep_v), params, keys[r : r + 1], i)
             hist[r, end, 0] = s1[0]
             hist[r, end, 1] = s2[0]
         if progress:
@@ -180,42 +183,37 @@ def _cached_loop(model, hist, stamps, rows_len, host_lens, st, lens, p, c, param
     # Prefill once per series (not per path): the window of the last min(L, C) tokens, positions from 0.
     lens_t = torch.tensor(lens, device=device)
     n0_t = torch.tensor(n0, device=device)
-    series_hist = hist[::s]
-    win = _gather_windows(series_hist, lens_t - n0_t, n0max)
+    win = _gather_windows(hist[::s], lens_t - n0_t, n0max)
     win_st = _gather_windows(st, lens_t - n0_t, n0max)
     kv = KVCache.empty(model, n, c, device, dtype)
     ctx = model.encode_window(win[..., 0], win[..., 1], win_st, cos_all[:n0max], sin_all[:n0max],
-                              kv_out=[(kv.k[i, :, :, :], kv.v[i, :, :, :]) for i in range(len(model.transformer))])
-    dk, dv = model.dep_layer.kv(ctx)
-    kv.dep_k[:, :, :n0max] = dk
-    kv.dep_v[:, :, :n0max] = dv
+                              kv_out=[(kv.k[j], kv.v[j]) for j in range(len(model.transformer))])
+    kv.dep_k[:, :, :n0max], kv.dep_v[:, :, :n0max] = model.dep_layer.kv(ctx)
     h0 = ctx[torch.arange(n, device=device), n0_t - 1]
     kv = kv.repeat_rows(s)
     h_last = h0.repeat_interleave(s, 0)
     n0_r = n0_t.repeat_interleave(s)
-    slots_ar = torch.arange(c, device=device)
+    slots = torch.arange(c, device=device)
+    g, smax = r, n0max  # step 0: every row continues from its prefill
+    mask = (slots[:smax].unsqueeze(0) < n0_r.unsqueeze(1)).view(r, 1, 1, smax)
 
     for i in range(p):
-        if i == 0:
-            g = r  # every row continues from its prefill
-            n_valid = n0_r
-            smax = n0max
-        else:
-            # growing rows: L + i <= C (a prefix, rows are sorted by L); rolling: every row
+        slide = None
+        if i > 0:
+            # growing rows: L + i <= C, a prefix since rows are sorted by L; rolling: every row
             g = r if rolling else bisect.bisect_right(host_lens, c - i)
             h_parts = []
             if g:
+                rows = torch.arange(g, device=device)
                 pos = n0_r[:g] + (i - 1)  # window position of the token generated at step i-1
                 slot = pos % c if rolling else pos
-                n_valid = (pos + 1).clamp(max=c)
                 smax = min(n0max + i, c) if rolling else host_lens[g - 1] + i
-                mask = (slots_ar[:smax].unsqueeze(0) < n_valid.unsqueeze(1)).view(g, 1, 1, smax)
-                tok = hist[torch.arange(g, device=device), rows_len[:g] + i - 1]  # (g, 2)
-                stp = stamps[torch.arange(g, device=device), rows_len[:g] + i - 1]  # (g, 5)
+                mask = (slots[:smax].unsqueeze(0) < (pos + 1).clamp(max=c).unsqueeze(1)).view(g, 1, 1, smax)
+                tok = hist[rows, rows_len[:g] + i - 1]  # (g, 2)
+                stp = stamps[rows, rows_len[:g] + i - 1]  # (g, 5)
                 h = model.step(tok[:, 0:1], tok[:, 1:2], stp.unsqueeze(1), cos_all[pos].view(g, 1, 1, -1),
                                sin_all[pos].view(g, 1, 1, -1), kv.k[:, :g], kv.v[:, :g], slot, mask)
                 dk, dv = model.dep_layer.kv(h)
-                rows = torch.arange(g, device=device)
                 kv.dep_k[rows, :, slot] = dk[:, :, 0]
                 kv.dep_v[rows, :, slot] = dv[:, :, 0]
                 h_parts.append(h[:, 0])
@@ -224,20 +222,17 @@ def _cached_loop(model, hist, stamps, rows_len, host_lens, st, lens, p, c, param
                 win = _gather_windows(hist[g:], start, c)
                 win_st = _gather_windows(stamps[g:], start, c)
                 ctx_s = model.encode_window(win[..., 0], win[..., 1], win_st, cos_all[:c], sin_all[:c])
-                slide_k, slide_v = model.dep_layer.kv(ctx_s)
+                slide = model.dep_layer.kv(ctx_s)
                 h_parts.append(ctx_s[:, -1])
             h_last = h_parts[0] if len(h_parts) == 1 else torch.cat(h_parts, 0)
 
-        def s2_logits(s1, g=g, h_last=h_last, i=i):
-            parts = []
-            if g:
-                m = (slots_ar[:smax].unsqueeze(0) < n_valid.unsqueeze(1)).view(g, 1, 1, smax)
-                parts.append(model.s2_logits(h_last[:g], s1[:g], kv.dep_k[:g, :, :smax], kv.dep_v[:g, :, :smax], m))
-            if g < r:
-                parts.append(model.s2_logits(h_last[g:], s1[g:], slide_k, slide_v))
-            return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
-
-        s1_new, s2_new = _draw(model, h_last, s2_logits, params, keys, i)
-        _write(hist, rows_len, i, s1_new, s2_new)
+        s1 = _sample_s1(model, h_last, params, keys, i)
+        parts = []
+        if g:
+            parts.append(model.s2_logits(h_last[:g], s1[:g], kv.dep_k[:g, :, :smax], kv.dep_v[:g, :, :smax], mask))
+        if slide is not None:
+            parts.append(model.s2_logits(h_last[g:], s1[g:], *slide))
+        s2 = _sample_s2(parts[0] if len(parts) == 1 else torch.cat(parts, 0), params, keys, i)
+        _write(hist, rows_len, i, s1, s2)
         if progress:
             progress(i + 1, p)

@@ -17,7 +17,7 @@ HEAD_LOGIT_SCALE = 20.0
 @torch.no_grad()
 def init_weights(model: nn.Module, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
-    for name, module in model.named_modules():
+    for module in model.modules():
         if isinstance(module, nn.Linear):
             std = (2.0 / (module.in_features + module.out_features)) ** 0.5  # xavier normal
             module.weight.copy_(torch.randn(module.weight.shape, generator=g) * std)
