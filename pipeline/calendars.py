@@ -16,7 +16,7 @@ import pandas as pd
 
 from .config import CalendarConfig
 
-__all__ = ["bar_grid", "future_timestamps", "expected_between"]
+__all__ = ["bar_grid", "future_timestamps", "expected_between", "job_grid", "future_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def bar_grid(cal: CalendarConfig, start, end) -> np.ndarray:
         idx = x.trading_index(lo, hi, period=_period(cal.freq), intervals=False, closed="right", force=True)
         out = idx.tz_convert(x.tz).tz_localize(None)
     arr = out.to_numpy(dtype="datetime64[ns]")
-    return arr[(arr >= start.to_datetime64()) & (arr <= end.to_datetime64())]
+    return arr[(arr >= np.datetime64(start, "ns")) & (arr <= np.datetime64(end, "ns"))]
 
 
 def future_timestamps(grid: np.ndarray | None, cal: CalendarConfig, last: np.datetime64, n: int) -> np.ndarray:
@@ -84,3 +84,23 @@ def job_grid(cal: CalendarConfig, as_of: pd.Timestamp, lookback: int, pred_len: 
     back_days = int(np.ceil(3 * lookback / per_day * 7 / 5)) + 10
     ahead_days = int(np.ceil(2 * pred_len / per_day * 7 / 5)) + 10
     return bar_grid(cal, as_of - pd.Timedelta(days=back_days), as_of + pd.Timedelta(days=ahead_days))
+
+
+def future_batch(batch, grid: np.ndarray | None, cal: CalendarConfig, pred_len: int):
+    """Stage 3 on a batch of validated asset rows: add ``future_timestamps`` (int64 ns) after each valid
+    asset's last bar; an asset whose future cannot be laid out is rejected, never raised."""
+    import pyarrow as pa
+
+    fut, valid, why = [], batch["is_valid"].to_pylist(), batch["reject_reason"].to_pylist()
+    for i, last in enumerate(batch["last_timestamp"].to_pylist()):
+        if not valid[i]:
+            fut.append([])
+            continue
+        try:
+            fut.append(future_timestamps(grid, cal, np.datetime64(last, "ns"), pred_len).astype(np.int64).tolist())
+        except ValueError as e:
+            valid[i], why[i] = False, f"no_future_calendar: {e}"
+            fut.append([])
+    out = batch.set_column(batch.schema.get_field_index("is_valid"), "is_valid", pa.array(valid, pa.bool_()))
+    out = out.set_column(out.schema.get_field_index("reject_reason"), "reject_reason", pa.array(why, pa.string()))
+    return out.append_column("future_timestamps", pa.array(fut, pa.list_(pa.int64())))

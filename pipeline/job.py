@@ -1,9 +1,236 @@
-"""run_job: placeholder while the stages land."""
+"""run_job: the batch forecast as a numbered list of Ray Data stages.
+
+    0. plan      (driver)  calendar grid, as-of window, partition + row-group pruning, partition generations
+    1. read      (CPU)     planned row groups only -> bars -> group by symbol -> last ``lookback`` bars
+    2. validate  (CPU)     is_valid / reject_reason per asset
+    3. future    (CPU)     calendar-correct future timestamps per asset
+    4. forecast  (actors)  Forecaster: predictor loaded once per actor; ragged batches; per-asset seeds
+    5. postprocess (CPU)   long rows (symbol, step) + quantiles + p_up + lineage
+    6. write     (CPU)     staged parquet files -> per-partition atomic commit (manifest, _SUCCESS last)
+"""
 
 from __future__ import annotations
 
-from .config import JobConfig, RunSummary
+import datetime as dt
+import logging
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .calendars import future_batch, job_grid
+from .commit import TABLES, commit_partition, current_generation, write_staged
+from .config import CalendarConfig, JobConfig, RunSummary, load_config
+from .forecast import Forecaster
+from .postprocess import forecast_rows, lineage, rejected_rows
+from .read import plan_read, read_files, window_group
+from .storage import join
+from .validate import validate_batch
+
+__all__ = ["run_job", "window_start", "code_version"]
+
+log = logging.getLogger(__name__)
 
 
-def run_job(config: JobConfig | dict) -> RunSummary:
-    raise NotImplementedError("run_job is being implemented")
+def code_version() -> str:
+    """Package version plus the git commit of the checkout, when there is one."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("kronos-batch")
+    except PackageNotFoundError:
+        v = "0+unknown"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{v}+g{sha}" if sha else v
+
+
+def window_start(grid: np.ndarray | None, cal: CalendarConfig, as_of: pd.Timestamp, lookback: int) -> pd.Timestamp:
+    """Stamp of the oldest bar in a full ``lookback`` window ending at ``as_of``."""
+    if grid is None:
+        return as_of.floor(cal.step) - (lookback - 1) * cal.step
+    i = int(np.searchsorted(grid, np.datetime64(as_of, "ns"), side="right"))  # bars <= as_of
+    if i < lookback:
+        raise ValueError(f"calendar grid holds only {i} bars before as_of={as_of}; lookback={lookback} is too long")
+    return pd.Timestamp(grid[i - lookback])
+
+
+def _ensure_ray(address: str | None) -> bool:
+    """Reuse an initialised Ray; otherwise start/join one. True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def _coerce(config) -> JobConfig:
+    if isinstance(config, JobConfig):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    if isinstance(config, dict):
+        return JobConfig.model_validate(config)
+    raise TypeError(f"config must be a JobConfig, a dict or a path to a YAML file, got {type(config).__name__}")
+
+
+def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> RunSummary:
+    """Run one batch forecast; returns what it did. Raises on a permanent storage error (nothing published)."""
+    import ray
+
+    cfg = _coerce(config)
+    t0 = time.perf_counter()
+    run_id = cfg.run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    created_at = dt.datetime.now(dt.timezone.utc).isoformat()
+    as_of, cal, storage = cfg.as_of, cfg.calendar, cfg.storage
+    summary = RunSummary(run_id=run_id, as_of=str(as_of), model=cfg.model.model)
+    stage_s = summary.stage_s
+    started = _ensure_ray(cfg.compute.ray_address)
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.enable_progress_bars, ctx.shuffle_strategy
+    ctx.enable_progress_bars = progress
+    # Measured on 2 cores: the default hash shuffle (aggregator actors) took 20-24 s to group 3.7k rows;
+    # the pull-based sort shuffle 0.9 s. Actors are restarted and their tasks retried by default (-1/-1).
+    ctx.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    try:
+        # 0. plan (driver): calendar, as-of window, pruned read plan, the generations we will replace
+        t = time.perf_counter()
+        grid = job_grid(cal, as_of, cfg.lookback, cfg.pred_len)
+        start = window_start(grid, cal, as_of, cfg.lookback)
+        universe = cfg.universe.resolve()
+        plan = plan_read(cfg.input.url, cfg.input.layout, storage, start, as_of, universe)
+        if not plan.files:
+            raise ValueError(f"no bars between {start} and as_of={as_of} under {cfg.input.url}; check as_of, "
+                             f"input.url and input.layout")
+        generations = {tb: current_generation(cfg.output.url, storage, tb, as_of, cfg.model.model) for tb in TABLES}
+        summary.bytes_read, summary.files_read = plan.bytes_read, plan.n_files
+        stage_s["plan"] = time.perf_counter() - t
+        log.info("run %s: as_of=%s window %s.., %d files (%s bytes)", run_id, as_of, start, plan.n_files,
+                 f"{plan.bytes_read:,}")
+
+        # 1. read and window (CPU)
+        t = time.perf_counter()
+        ds = ray.data.from_items(plan.files, override_num_blocks=max(1, min(len(plan.files), 64)))
+        ds = ds.map_batches(read_files, batch_size=cfg.compute.read_parallelism, batch_format="numpy",
+                            fn_kwargs=dict(url=cfg.input.url, storage=storage, start=start, end=as_of,
+                                           universe=universe))
+        n_parts = max(1, min(64, len(plan.files), 4 * (os.cpu_count() or 1)))
+        ds = ds.groupby("symbol", num_partitions=n_parts).map_groups(window_group, batch_format="pandas",
+                                             fn_kwargs={"lookback": cfg.lookback})
+        # 2. validate (CPU)
+        ds = ds.map_batches(validate_batch, batch_format="pyarrow",
+                            fn_kwargs=dict(as_of=as_of, grid=grid, cal=cal, cfg=cfg.validation))
+        # 3. future timestamps (CPU)
+        ds = ds.map_batches(future_batch, batch_format="pyarrow",
+                            fn_kwargs=dict(grid=grid, cal=cal, pred_len=cfg.pred_len))
+        assets = ds.materialize()
+        stage_s["read_validate"] = time.perf_counter() - t
+
+        # 4. forecast (actors; the predictor is loaded once per actor)
+        t = time.perf_counter()
+        c = cfg.compute
+        valid = assets.map_batches(lambda b: b.filter(b["is_valid"]), batch_format="pyarrow")
+        fc = valid.map_batches(
+            Forecaster, batch_size=c.batch_size, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=c.concurrency), num_cpus=c.num_cpus, num_gpus=c.num_gpus,
+            fn_constructor_kwargs=dict(model=cfg.model, sampling=cfg.sampling, pred_len=cfg.pred_len,
+                                       quantiles=cfg.output.quantiles, num_threads=max(1, int(c.num_cpus)),
+                                       chaos=cfg.chaos)).materialize()
+        stage_s["forecast"] = time.perf_counter() - t
+
+        # 5. postprocess (CPU) and 6a. write staged files (CPU)
+        t = time.perf_counter()
+        run = lineage(run_id, cfg, created_at, code_version())
+        ok = fc.map_batches(lambda b: b.filter(b["error"].is_null()), batch_format="pyarrow")
+        rows = ok.map_batches(forecast_rows, batch_format="pyarrow",
+                              fn_kwargs=dict(as_of=as_of, quantiles=cfg.output.quantiles, run=run))
+        staged = {"forecasts": rows.map_batches(write_staged, batch_format="pyarrow", batch_size=None,
+                                                fn_kwargs=dict(url=cfg.output.url, storage=storage, run_id=run_id,
+                                                               table="forecasts")).take_all()}
+        rejected = _rejected_table(assets, fc, universe, as_of, run)
+        staged["rejected"] = [write_staged(rejected, cfg.output.url, storage, run_id, "rejected").to_pylist()[0]]
+        stage_s["postprocess_write"] = time.perf_counter() - t
+
+        # 6b. commit every touched partition (manifest and _SUCCESS last)
+        t = time.perf_counter()
+        n_ok = int(sum(r["rows"] for r in staged["forecasts"]) // cfg.pred_len)
+        summary.assets_read = assets.count()
+        summary.assets_forecast = n_ok
+        summary.assets_rejected = rejected.num_rows
+        summary.rows_written = int(sum(r["rows"] for r in staged["forecasts"]))
+        reasons = pd.Series(rejected["reject_reason"].to_pylist(), dtype=object)
+        summary.reject_reasons = {k: int(v) for k, v in
+                                  reasons.str.split(";").explode().value_counts().items()} if len(reasons) else {}
+        manifest = {
+            "as_of": str(as_of), "created_at": created_at, "model_info": _model_info(fc), "lineage": run,
+            "config": cfg.to_json_dict(), "previous_run_id": generations,
+            "input": {"url": cfg.input.url, "layout": cfg.input.layout, "window_start": str(start),
+                      "bytes_read": plan.bytes_read, "partitions_total": plan.partitions_total,
+                      "partitions_read": plan.partitions_read,
+                      "files": [{"path": f["path"], "row_groups": list(map(int, f["row_groups"]))}
+                                for f in plan.files]},
+            "counts": {"assets_read": summary.assets_read, "assets_forecast": n_ok,
+                       "assets_rejected": summary.assets_rejected, "reject_reasons": summary.reject_reasons},
+        }
+        for r in staged["forecasts"]:
+            r.update(rows=int(r["rows"]), bytes=int(r["bytes"]))
+        urls = commit_partition(cfg.output.url, storage, run_id, as_of, cfg.model.model, staged, generations,
+                                manifest, cfg.output.lock_timeout_s)
+        stage_s["commit"] = time.perf_counter() - t
+        summary.output_url, summary.rejected_url = urls["forecasts"], urls["rejected"]
+        summary.manifest_url = join(urls["forecasts"], "_manifest.json")
+    finally:
+        ctx.enable_progress_bars, ctx.shuffle_strategy = saved
+        if started:
+            ray.shutdown()
+    summary.wall_s = time.perf_counter() - t0
+    summary.series_per_s = summary.assets_forecast / summary.wall_s if summary.wall_s else 0.0
+    log.info("run %s done in %.1fs: %d forecast, %d rejected, %d rows -> %s", run_id, summary.wall_s,
+             summary.assets_forecast, summary.assets_rejected, summary.rows_written, summary.output_url)
+    return summary
+
+
+def _model_info(fc) -> dict:
+    import json
+
+    first = fc.select_columns(["model_info"]).take(1)
+    return json.loads(first[0]["model_info"]) if first else {}
+
+
+def _rejected_table(assets, fc, universe: list[str] | None, as_of, run: dict) -> pa.Table:
+    """Every asset that is not forecast, with its reason: failed validation, failed at the model input,
+    or named in the universe but absent from the data (so nothing disappears silently)."""
+    cols = ["symbol", "n_bars", "reject_reason", "last_timestamp"]
+    bad = assets.map_batches(lambda b: b.filter(pc.invert(b["is_valid"])).select(cols),
+                             batch_format="pyarrow").to_pandas()
+    errs = fc.map_batches(lambda b: b.filter(b["error"].is_valid()).select(["symbol", "n_bars", "error"]),
+                          batch_format="pyarrow").to_pandas().rename(columns={"error": "reject_reason"})
+    frames = [bad, errs.assign(last_timestamp=pd.NaT)]
+    if universe is not None:
+        seen = set(assets.select_columns(["symbol"]).to_pandas()["symbol"])
+        missing = [s for s in universe if s not in seen]
+        frames.append(pd.DataFrame({"symbol": missing, "n_bars": 0, "reject_reason": "no_data",
+                                    "last_timestamp": pd.NaT}))
+    df = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
+        pd.DataFrame({"symbol": [], "n_bars": [], "reject_reason": [], "last_timestamp": []})
+    df = df.sort_values("symbol", kind="stable")
+    tbl = pa.table({"symbol": pa.array(df["symbol"].astype(str).tolist(), pa.string()),
+                    "n_bars": pa.array(df["n_bars"].astype("int64").tolist(), pa.int64()),
+                    "reject_reason": pa.array(df["reject_reason"].astype(str).tolist(), pa.string()),
+                    "last_timestamp": pa.array(pd.to_datetime(df["last_timestamp"]).astype("datetime64[ns]"),
+                                               pa.timestamp("ns"))})
+    return rejected_rows(tbl, as_of, run)
