@@ -185,7 +185,7 @@ def _cached_loop(model, hist, stamps, rows_len, host_lens, st, lens, p, c, param
     n0_t = torch.tensor(n0, device=device)
     win = _gather_windows(hist[::s], lens_t - n0_t, n0max)
     win_st = _gather_windows(st, lens_t - n0_t, n0max)
-    kv = KVCache.empty(model, n, c, device, dtype)
+    kv = KVCache.empty(model, n, min(c, n0max + p), device, dtype)  # slots a window can ever fill
     ctx = model.encode_window(win[..., 0], win[..., 1], win_st, cos_all[:n0max], sin_all[:n0max],
                               kv_out=[(kv.k[j], kv.v[j]) for j in range(len(model.transformer))])
     kv.dep_k[:, :, :n0max], kv.dep_v[:, :, :n0max] = model.dep_layer.kv(ctx)
