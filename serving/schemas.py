@@ -66,7 +66,7 @@ class ForecastRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     series: list[SeriesIn] = Field(min_length=1, description="one or many series (limit: max_series)")
-    pred_len: int = Field(description="steps to forecast (limits: min_pred_len..max_pred_len)")
+    pred_len: int = Field(ge=1, description="steps to forecast (limits: min_pred_len..max_pred_len)")
     model: str | None = Field(default=None, description="model id (GET /v1/models); else the "
                               "serve_multiplexed_model_id header; else the default model")
     sampling: SamplingIn = Field(default_factory=SamplingIn)
