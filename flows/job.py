@@ -24,7 +24,7 @@ from pipeline.config import (
 from .params import NightlyParams
 from .sessions import last_completed_session
 
-__all__ = ["InputNotReady", "resolve_as_of", "job_as_of", "to_job_config", "freshness_problem"]
+__all__ = ["InputNotReady", "resolve_as_of", "job_as_of", "to_job_config", "freshness_problem", "fit_actors"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,44 @@ def job_as_of(as_of: dt.date, calendar: CalendarConfig) -> pd.Timestamp:
     return ts if calendar.freq == "1d" else ts + pd.Timedelta(hours=23, minutes=59, seconds=59)
 
 
-def to_job_config(params: NightlyParams, as_of: dt.date, run_id: str | None = None) -> JobConfig:
-    """The pipeline job these parameters describe, for one cutoff."""
+def fit_actors(concurrency: int, num_cpus: float, total_cpus: float) -> tuple[int, float]:
+    """Shrink the forecast actor pool so one CPU stays free for the job's CPU stages.
+
+    Ray Data runs the read/validate/postprocess tasks beside the actor pool; if the actors hold every CPU,
+    those tasks wait forever (measured: the job hangs at the forecast stage with 2 actors x 1 CPU on a
+    2-CPU local Ray). Only applied to a local Ray, where we know the machine.
+    """
+    free = max(total_cpus - 1, 0.5)
+    num_cpus = min(num_cpus, free)
+    concurrency = max(1, min(concurrency, int(free // num_cpus)))
+    return concurrency, num_cpus
+
+
+def local_cpus() -> float:
+    """CPUs of the local Ray the job will use: the running one, else what ``ray.init()`` would detect."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return float(ray.cluster_resources().get("CPU", 1))
+    except ImportError:
+        pass
+    import os
+
+    return float(os.cpu_count() or 1)
+
+
+def to_job_config(params: NightlyParams, as_of: dt.date, run_id: str | None = None,
+                  total_cpus: float | None = None) -> JobConfig:
+    """The pipeline job these parameters describe, for one cutoff. ``total_cpus``: the local Ray's CPUs
+    (the actor pool is fitted to leave one free); ignored when ``params.ray.address`` names a cluster."""
     s, r = params.sampling, params.ray
+    concurrency, num_cpus = r.concurrency, r.num_cpus
+    if r.address is None and total_cpus is not None:
+        concurrency, num_cpus = fit_actors(concurrency, num_cpus, total_cpus)
+        if (concurrency, num_cpus) != (r.concurrency, r.num_cpus):
+            log.warning("local Ray has %g CPUs: forecast actors %d x %g CPU -> %d x %g CPU (one CPU kept for the "
+                        "read/validate/write stages)", total_cpus, r.concurrency, r.num_cpus, concurrency, num_cpus)
     min_history = min(params.validation.min_history, params.lookback)
     return JobConfig(
         as_of=job_as_of(as_of, params.calendar), lookback=params.lookback, pred_len=params.pred_len,
@@ -63,7 +98,7 @@ def to_job_config(params: NightlyParams, as_of: dt.date, run_id: str | None = No
         model=ModelConfig(model=params.model, tokenizer=params.tokenizer),
         sampling=SamplingConfig(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                                 sample_count=s.sample_count, seed=s.seed),
-        compute=ComputeConfig(ray_address=r.address, concurrency=r.concurrency, num_cpus=r.num_cpus,
+        compute=ComputeConfig(ray_address=r.address, concurrency=concurrency, num_cpus=num_cpus,
                               num_gpus=r.num_gpus, batch_size=r.batch_size),
         storage=params.storage, run_id=run_id,
     )

@@ -22,7 +22,7 @@ from pipeline.storage import StorageError, is_transient, join
 from . import artifacts as A
 from . import store
 from .charts import fan_chart_png, pick_chart_symbols, png_data_uri
-from .job import InputNotReady, freshness_problem, resolve_as_of, to_job_config
+from .job import InputNotReady, freshness_problem, local_cpus, resolve_as_of, to_job_config
 from .params import NightlyParams
 from .scoring import SCORECARD_COLUMNS, matured_cutoffs, score_cutoff, summarize_scorecard
 
@@ -77,7 +77,7 @@ def run_forecast_job(params: NightlyParams, as_of: dt.date) -> dict[str, Any]:
     """The Ray Data job (local Ray unless ``params.ray.address``); returns the RunSummary as a dict."""
     from pipeline import run_job
 
-    summary = run_job(to_job_config(params, as_of))
+    summary = run_job(to_job_config(params, as_of, total_cpus=None if params.ray.address else local_cpus()))
     get_run_logger().info("%s", summary.render())
     return summary.to_dict()
 
@@ -102,7 +102,8 @@ def render_chart(params: NightlyParams, fc: pd.DataFrame, hist: pd.DataFrame, as
     if not symbols:
         return None
     png = fan_chart_png(hist, fc, symbols, params.quantiles,
-                        title=f"{model}  as_of {as_of}  (mean, quantile bands)")
+                        title=f"{model}{' (RANDOM WEIGHTS: demo only)' if model.startswith('random:') else ''}"
+                              f"  as_of {as_of}  (mean, quantile bands)")
     url = store.write_bytes(join(params.output_url, "charts", f"as_of={as_of}", "fan_chart.png"), png, params.storage)
     return url, png
 

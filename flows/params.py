@@ -11,7 +11,7 @@ from pipeline.config import CalendarConfig, StorageConfig, ValidationConfig
 __all__ = ["SamplingSpec", "RaySpec", "NightlyParams", "BacktestParams", "DEMO_INPUT_URL", "DEMO_OUTPUT_URL"]
 
 DEMO_INPUT_URL = "./demo_data/market"
-DEMO_OUTPUT_URL = "./demo_data/forecasts"
+DEMO_OUTPUT_URL = "./demo_data/output"
 
 
 class SamplingSpec(BaseModel):

@@ -11,7 +11,7 @@ from flows.artifacts import frame_rows, markdown_table, summary_rows
 from flows.backtest import auto_cutoffs
 from flows.charts import fan_chart_png, pick_chart_symbols, png_data_uri
 from flows.cli import demo_cutoffs
-from flows.job import freshness_problem, job_as_of, resolve_as_of, to_job_config
+from flows.job import fit_actors, freshness_problem, job_as_of, resolve_as_of, to_job_config
 from flows.params import BacktestParams, NightlyParams
 from flows.sessions import last_completed_session
 
@@ -29,6 +29,16 @@ def test_params_validate_and_map_to_job_config():
     assert cfg.compute.ray_address is None and cfg.model.model == "random:test"
     schema = NightlyParams.model_json_schema()  # what the Prefect UI renders as the form
     assert {"as_of", "universe", "model", "sampling", "ray", "quantiles"} <= set(schema["properties"])
+
+
+def test_actor_pool_leaves_a_cpu_for_the_cpu_stages():
+    assert fit_actors(2, 1.0, 2) == (1, 1.0)  # the 2-core hang: 2 actors x 1 CPU left nothing for tasks
+    assert fit_actors(2, 1.0, 8) == (2, 1.0)
+    assert fit_actors(4, 2.0, 1) == (1, 0.5)
+    cfg = to_job_config(NightlyParams(), dt.date(2024, 6, 28), total_cpus=2)
+    assert (cfg.compute.concurrency, cfg.compute.num_cpus) == (1, 1.0)
+    remote = to_job_config(NightlyParams(ray={"address": "ray://head:10001"}), dt.date(2024, 6, 28), total_cpus=2)
+    assert remote.compute.concurrency == 2  # a cluster's size is not ours to guess
 
 
 def test_backtest_params_sort_cutoffs():
