@@ -2,10 +2,10 @@
 
 Layout under the output root::
 
-    forecasts/as_of=<tag>/model=<slug>/part-<run>-<id>.parquet, _manifest.json, _SUCCESS
-    rejected/as_of=<tag>/model=<slug>/...                        (same)
+    forecasts/as_of_tag=<tag>/model_tag=<slug>/part-<run>-<id>.parquet, _manifest.json, _SUCCESS
+    rejected/as_of_tag=<tag>/model_tag=<slug>/...                     (same)
     _staging/<run_id>/<table>/...                                (this run's files before commit)
-    _locks/as_of=<tag>/model=<slug>/LOCK                         (held only while committing)
+    _locks/as_of_tag=<tag>/model_tag=<slug>/LOCK                   (held only while committing)
 
 Commit protocol for one (as_of, model) partition, the same on a folder and on S3 (no renames needed):
   1. take the partition lock (exclusive create: O_EXCL locally, ``If-None-Match: *`` on S3); a live lock
@@ -68,7 +68,7 @@ def model_slug(model_ref: str) -> str:
 
 
 def partition_rel(as_of, model_ref: str) -> str:
-    return f"as_of={as_of_tag(as_of)}/model={model_slug(model_ref)}"
+    return f"as_of_tag={as_of_tag(as_of)}/model_tag={model_slug(model_ref)}"
 
 
 def partition_path(root: str, table: str, as_of, model_ref: str) -> str:

@@ -7,6 +7,7 @@ A config file is YAML with the sections below; every field has a default except 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +42,17 @@ class StorageConfig(_Strict):
     anon: bool = False
     retries: int = Field(4, ge=0, le=20, description="retries for transient object-store errors")
     retry_backoff_s: float = Field(0.2, ge=0, description="first backoff; doubles per retry")
+
+    def resolved(self) -> StorageConfig:
+        """A copy with unset fields filled from the standard AWS environment variables of this process,
+        so Ray workers on other nodes use exactly what the driver saw."""
+        env = os.environ.get
+        return self.model_copy(update={
+            "endpoint_url": self.endpoint_url or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"),
+            "region": self.region or env("AWS_REGION") or env("AWS_DEFAULT_REGION"),
+            "key": self.key or env("AWS_ACCESS_KEY_ID"),
+            "secret": self.secret or env("AWS_SECRET_ACCESS_KEY"),
+        })
 
     @field_validator("endpoint_url")
     @classmethod

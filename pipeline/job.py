@@ -96,7 +96,7 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
     t0 = time.perf_counter()
     run_id = cfg.run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     created_at = dt.datetime.now(dt.timezone.utc).isoformat()
-    as_of, cal, storage = cfg.as_of, cfg.calendar, cfg.storage
+    as_of, cal, storage = cfg.as_of, cfg.calendar, cfg.storage.resolved()
     summary = RunSummary(run_id=run_id, as_of=str(as_of), model=cfg.model.model)
     stage_s = summary.stage_s
     started = _ensure_ray(cfg.compute.ray_address)

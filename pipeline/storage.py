@@ -34,13 +34,12 @@ def _is_s3(url: str) -> bool:
 
 def filesystem(url: str, storage: StorageConfig | None = None) -> fsspec.AbstractFileSystem:
     """The fsspec filesystem for ``url``. S3 settings: config first, then the AWS environment variables."""
-    storage = storage or StorageConfig()
     if not _is_s3(url):
         return fsspec.filesystem("file", auto_mkdir=True)
     import s3fs
 
-    endpoint = storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    region = storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    storage = (storage or StorageConfig()).resolved()
+    endpoint, region = storage.endpoint_url, storage.region
     client_kwargs = {}
     if endpoint:
         client_kwargs["endpoint_url"] = endpoint

@@ -66,7 +66,7 @@ def test_crash_mid_commit_leaves_previous_partition_readable(tmp_path):
     # run "crash" staged its files and copied them in, then died before writing the manifest
     rec = write_staged(pa.table({"symbol": ["A", "B"], "v": [9.0, 9.0]}), root, ST, "crash", "forecasts")
     fs = filesystem(root)
-    copy_in(fs, root, "crash", "forecasts", "as_of=2024-06-28/model=random-test", rec.to_pylist(), 0)
+    copy_in(fs, root, "crash", "forecasts", "as_of_tag=2024-06-28/model_tag=random-test", rec.to_pylist(), 0)
     assert read_partition(root, "forecasts", "2024-06-28", MODEL)["v"].tolist() == [1.0, 2.0]
     assert current_generation(root, ST, "forecasts", "2024-06-28", MODEL) == "good"
     # the next run publishes and sweeps the orphan
@@ -83,7 +83,7 @@ def test_racing_runs_are_detected(tmp_path):
     with pytest.raises(ConcurrentCommitError, match="committed by run 'first'"):
         publish(root, "late", "2024-06-28", [7.0, 7.0], expected=None)
     # a run holding the lock right now
-    lock = join(root, "_locks", "as_of=2024-06-28", "model=random-test", "LOCK")
+    lock = join(root, "_locks", "as_of_tag=2024-06-28", "model_tag=random-test", "LOCK")
     os.makedirs(os.path.dirname(lock), exist_ok=True)
     with open(lock, "w") as f:
         json.dump({"run_id": "other", "since": pd.Timestamp.now(tz="UTC").isoformat()}, f)

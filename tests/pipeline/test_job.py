@@ -1,0 +1,100 @@
+"""The whole job on local Ray and a local folder: quarantine, no look-ahead, partition replacement,
+determinism, and exactly-once forecasts after a forecast actor is killed mid-job."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import run_job
+from pipeline.commit import partition_path, read_partition
+
+from .conftest import AS_OF, job_config
+
+pytestmark = pytest.mark.timeout(300)
+MODEL = "random:test"
+
+
+def snapshot(path):
+    out = {}
+    for d, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(d, f)
+            out[p] = (os.path.getmtime(p), open(p, "rb").read())
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(ray_local, market, tmp_path_factory):
+    """Three runs into one output root: as_of 06-28, as_of 06-20, then 06-28 again with a different
+    batching, two actors, and one actor killed mid-job."""
+    out = str(tmp_path_factory.mktemp("pipeline_out") / "forecasts")
+    first = run_job(job_config(market.url, out))
+    first_rows = read_partition(out, "forecasts", AS_OF, MODEL)
+    earlier = run_job(job_config(market.url, out, as_of="2024-06-20"))
+    other_before = snapshot(partition_path(out, "forecasts", "2024-06-20", MODEL))
+    marker = str(tmp_path_factory.mktemp("chaos") / "killed")
+    again = run_job(job_config(market.url, out, compute={"concurrency": 2, "batch_size": 3},
+                               chaos={"kill_actor_once_marker": marker}))
+    return dict(out=out, first=first, first_rows=first_rows, earlier=earlier, again=again,
+                other_before=other_before, marker=marker)
+
+
+def test_counts_and_quarantine(runs, market):
+    s = runs["first"]
+    assert s.assets_read == 30 and s.assets_rejected == 10 and s.assets_forecast == 20
+    assert s.rows_written == 20 * 4 and s.bytes_read > 0 and s.files_read == 48
+    rej = read_partition(runs["out"], "rejected", AS_OF, MODEL)
+    assert dict(zip(rej["symbol"], rej["reject_reason"], strict=True)) == market.broken
+    fc = runs["first_rows"]
+    assert set(fc["symbol"]) == set(market.healthy)
+    assert not fc.duplicated(["symbol", "step"]).any() and sorted(fc["step"].unique()) == [1, 2, 3, 4]
+    for col in ("open", "high", "low", "close", "volume", "amount", "close_q10", "close_q50", "close_q90", "p_up",
+                "run_id", "model", "model_sha256", "tokenizer", "temperature", "top_p", "sample_count", "seed",
+                "lookback", "pred_len", "code_version", "device", "dtype", "created_at", "as_of", "timestamp"):
+        assert col in fc.columns, col
+    assert (fc["run_id"] == s.run_id).all() and (fc["model"] == "random:test:0").all()
+    assert ((fc["close_q10"] <= fc["close_q50"]) & (fc["close_q50"] <= fc["close_q90"])).all()
+
+
+def test_no_look_ahead_and_calendar_future(runs, market):
+    fc = read_partition(runs["out"], "forecasts", "2024-06-20", MODEL)
+    assert runs["earlier"].assets_forecast > 0
+    bars = pd.read_parquet(market.url)
+    at = bars[bars["timestamp"] == pd.Timestamp("2024-06-20")].set_index("symbol")["close"]
+    last = fc.groupby("symbol")["last_close"].first()
+    np.testing.assert_allclose(last.to_numpy(), at.loc[last.index].to_numpy())
+    steps = fc[fc["symbol"] == fc["symbol"].iloc[0]].sort_values("step")["timestamp"].dt.strftime("%m-%d")
+    assert list(steps) == ["06-21", "06-24", "06-25", "06-26"]  # weekend skipped
+    m = json.load(open(os.path.join(partition_path(runs["out"], "forecasts", "2024-06-20", MODEL), "_manifest.json")))
+    assert max(f["path"].split("date=")[1][:10] for f in m["input"]["files"]) == "2024-06-20"
+
+
+def test_rerun_replaces_only_its_partition_after_actor_kill(runs):
+    assert os.path.exists(runs["marker"]), "the chaos actor did not die"
+    again = runs["again"]
+    assert again.assets_forecast == 20 and again.rows_written == 80
+    part = partition_path(runs["out"], "forecasts", AS_OF, MODEL)
+    assert json.load(open(os.path.join(part, "_manifest.json")))["run_id"] == again.run_id
+    assert open(os.path.join(part, "_SUCCESS")).read() == again.run_id
+    fc = read_partition(runs["out"], "forecasts", AS_OF, MODEL)
+    assert len(fc) == 80 and not fc.duplicated(["symbol", "step"]).any()  # exactly once
+    assert snapshot(partition_path(runs["out"], "forecasts", "2024-06-20", MODEL)) == runs["other_before"]
+    # same seed, same asset -> same forecast, whatever the batching, actor count or retry
+    cols = ["symbol", "step", "close", "close_q50", "p_up"]
+    a = runs["first_rows"][cols].sort_values(["symbol", "step"]).reset_index(drop=True)
+    b = fc[cols].sort_values(["symbol", "step"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    hive = pd.read_parquet(os.path.join(runs["out"], "forecasts"))
+    assert len(hive) == 80 + runs["earlier"].rows_written  # plain hive readers see committed rows only
+
+
+def test_universe_file_missing_symbol_is_reported(ray_local, market, tmp_path):
+    u = tmp_path / "universe.txt"
+    u.write_text("S0010\nS0011\nS0000\nGHOST\n")
+    s = run_job(job_config(market.url, str(tmp_path / "out"), universe={"file": str(u)}))
+    assert s.assets_read == 3 and s.assets_forecast == 2
+    rej = read_partition(str(tmp_path / "out"), "rejected", AS_OF, MODEL)
+    assert dict(zip(rej["symbol"], rej["reject_reason"], strict=True)) == {"GHOST": "no_data", "S0000": "non_finite"}
