@@ -83,6 +83,11 @@ class ServingConfig(BaseModel):
     torch_threads: int | None = Field(default=None, ge=1, description="torch.set_num_threads in each replica")
     max_models_per_replica: int = Field(default=3, ge=1)
     predictor_batch_size: int = Field(default=64, ge=1, description="series per model call inside a batch")
+    forecast_in_thread: bool = Field(
+        default=False, description="run forecasts in a worker thread instead of on the replica's event loop. "
+        "Off by default: measured on 2 CPUs (Kronos-small, 32 concurrent clients), the thread's Python-heavy "
+        "generation loop starved request intake (GIL), batches averaged 1.3 requests and batching gained "
+        "1.2x; inline, batches averaged 16 and batching gained 3.1x")
     limits: Limits = Field(default_factory=Limits)
     batching: BatchConfig = Field(default_factory=BatchConfig)
 
