@@ -14,6 +14,7 @@ import logging
 import pandas as pd
 import pyarrow.parquet as pq
 
+from pipeline.commit import MANIFEST, partition_rel
 from pipeline.config import StorageConfig
 from pipeline.storage import filesystem, join, strip_protocol, to_url
 
@@ -130,17 +131,24 @@ def local_or_url(url: str) -> str:
     return url if "://" in url and not url.startswith("file://") else strip_protocol(url)
 
 
-MANIFEST = "_manifest.json"  # pipeline.commit: the commit point of a partition; lists its files
+def _partition_keys() -> tuple[str, str]:
+    """The hive keys of the pipeline's partition folders (``as_of_tag``, ``model_tag`` today), read off
+    ``pipeline.commit.partition_rel`` so a rename there does not silently hide every partition here."""
+    rel = partition_rel(pd.Timestamp("2000-01-01"), "m")
+    as_of_key, model_key = (seg.split("=", 1)[0] for seg in rel.split("/"))
+    return as_of_key, model_key
 
 
 def forecast_partitions(output_url: str, storage: StorageConfig | None = None) -> dict[tuple[dt.date, str], str]:
     """Every committed forecast partition: {(as_of date, model slug): partition URL}.
 
-    Layout (pipeline.commit): ``<root>/forecasts/as_of=<YYYY-MM-DD[THH-MM-SS]>/model=<slug>/_manifest.json``.
+    Layout (pipeline.commit): ``<root>/forecasts/<as_of key>=<YYYY-MM-DD[THH-MM-SS]>/<model key>=<slug>/``
+    with ``_manifest.json`` as the commit point.
     """
     fs, root = filesystem(output_url, storage), strip_protocol(output_url)
+    a_key, m_key = _partition_keys()
     out = {}
-    for m in fs.glob(join(root, "forecasts", "as_of=*", "model=*", MANIFEST)):
+    for m in fs.glob(join(root, "forecasts", f"{a_key}=*", f"{m_key}=*", MANIFEST)):
         part = m.rsplit("/", 1)[0]
         model = part.rsplit("/", 1)[-1].split("=", 1)[1]
         tag = part.rsplit("/", 2)[-2].split("=", 1)[1]

@@ -16,6 +16,7 @@ import pandas as pd
 from flows.store import read_bars
 from kronos_core import quantile_column
 from pipeline.calendars import future_timestamps
+from pipeline.commit import partition_path
 from pipeline.config import JobConfig, RunSummary
 
 
@@ -46,9 +47,7 @@ def fake_run_job(config: JobConfig) -> RunSummary:
                 r[quantile_column(q)] = last + drift * k + NormalDist().inv_cdf(q) * sd * np.sqrt(k)
             rows.append(r)
     out = config.output.url.rstrip("/")
-    day = as_of.date()
-    slug = config.model.model.replace(":", "-")
-    part, rej = (f"{out}/{t}/as_of={day}/model={slug}" for t in ("forecasts", "rejected"))
+    part, rej = (partition_path(out, t, as_of, config.model.model) for t in ("forecasts", "rejected"))
     frames = (pd.DataFrame(rows), pd.DataFrame(rejected, columns=["symbol", "reject_reason", "n_bars"]))
     for d, df in zip((part, rej), frames, strict=True):
         os.makedirs(d, exist_ok=True)
