@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--symbols", type=int, default=300, help="assets in the generated market")
     ap.add_argument("--bars", type=int, default=400, help="daily bars per asset in the generated market")
     ap.add_argument("--regenerate", action="store_true", help="rewrite the generated market")
+    ap.add_argument("--refresh-stale", action="store_true",
+                    help="rewrite the generated market if it ends before the last completed session "
+                         "(so a served run with the default as_of finds its data)")
+    ap.add_argument("--prepare-only", action="store_true", help="write the market if needed, then exit")
     ap.add_argument("--model", default="random:test", help="hub id, local dir or random:<test|mini|small|base>")
     ap.add_argument("--tokenizer", default=None, help="defaults to the model's size for random:, else required")
     ap.add_argument("--lookback", type=int, default=128)
@@ -75,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.storage import filesystem, strip_protocol
 
     fs = filesystem(input_url)
-    if not args.input_url and (args.regenerate or not fs.exists(strip_protocol(input_url))):
+    exists = fs.exists(strip_protocol(input_url))
+    stale = exists and args.refresh_stale and not args.input_url and \
+        max(_date_partitions(fs, strip_protocol(input_url)) or [dt.date.min]) < last_completed_session()
+    if not args.input_url and (args.regenerate or stale or not exists):
         from pipeline import write_synthetic_market
 
         end = last_completed_session()
@@ -88,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     if not sessions:
         print(f"kronos-nightly: no date=YYYY-MM-DD partitions under {input_url}", file=sys.stderr)
         return 2
+    if args.prepare_only:
+        print(f"market ready: {input_url} ({sessions[0]} .. {sessions[-1]})")
+        return 0
     cutoffs = ([dt.date.fromisoformat(a) for a in args.as_of] if args.as_of
                else demo_cutoffs(sessions, args.pred_len, args.runs))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -48,8 +49,12 @@ class NightlyParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input_url: str = Field(DEMO_INPUT_URL, description="Hive-partitioned parquet market (local path or s3://...)")
-    output_url: str = Field(DEMO_OUTPUT_URL, description="Forecast store root (partitions, manifest, scorecard)")
+    input_url: str = Field(default_factory=lambda: os.environ.get("KRONOS_INPUT_URL", DEMO_INPUT_URL),
+                           description="Hive-partitioned parquet market (local path or s3://...); "
+                                       "default $KRONOS_INPUT_URL or ./demo_data/market")
+    output_url: str = Field(default_factory=lambda: os.environ.get("KRONOS_OUTPUT_URL", DEMO_OUTPUT_URL),
+                            description="Output root: forecasts/, rejected/, scorecard/, charts/; "
+                                        "default $KRONOS_OUTPUT_URL or ./demo_data/output")
     as_of: dt.date | None = Field(None, description="Cutoff session; empty = the last completed session")
     universe: list[str] | None = Field(None, description="Symbols to forecast; empty = every symbol in the input")
     model: str = Field("random:test", description="Hub id, local checkpoint dir, or 'random:<size>' (random weights)")

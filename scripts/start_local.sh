@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Start everything locally: a Prefect server on 127.0.0.1 and the served deployments (nightly + backtest),
+# on a generated demo market. Open the UI, pick "nightly-forecast / nightly", "Run" -> "Custom run".
+# Ctrl-C stops both. Usage: scripts/start_local.sh [port]   (env: KRONOS_DATA_DIR, KRONOS_INPUT_URL,
+# KRONOS_OUTPUT_URL, PREFECT_HOME; PAUSED=1 registers the cron schedules inactive)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PORT="${1:-4200}"
+PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}"
+PREFECT="$(dirname "$PY")/prefect"; [ -x "$PREFECT" ] || PREFECT=prefect
+DATA="${KRONOS_DATA_DIR:-$PWD/demo_data}"
+export KRONOS_INPUT_URL="${KRONOS_INPUT_URL:-$DATA/market}"
+export KRONOS_OUTPUT_URL="${KRONOS_OUTPUT_URL:-$DATA/output}"
+export PREFECT_HOME="${PREFECT_HOME:-$DATA/prefect_home}"
+export PREFECT_SERVER_ANALYTICS_ENABLED=false RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 HF_HUB_OFFLINE=1
+export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
+mkdir -p "$PREFECT_HOME"
+
+# a demo market ending at the last completed session, so the default as_of (last session) has data
+if [ "$KRONOS_INPUT_URL" = "$DATA/market" ]; then
+  "$PY" -m flows.cli --data-dir "$DATA" --prepare-only --refresh-stale
+fi
+
+env -u PREFECT_API_URL "$PREFECT" server start --host 127.0.0.1 --port "$PORT" >"$PREFECT_HOME/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER ${SERVE:-} 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+for _ in $(seq 1 120); do
+  curl -sf "$PREFECT_API_URL/health" >/dev/null 2>&1 && break
+  kill -0 $SERVER 2>/dev/null || { echo "server exited; see $PREFECT_HOME/server.log"; exit 1; }
+  sleep 0.5
+done
+echo "Prefect UI:  http://127.0.0.1:$PORT   (server log: $PREFECT_HOME/server.log)"
+echo "Market:      $KRONOS_INPUT_URL"
+echo "Output:      $KRONOS_OUTPUT_URL"
+echo "Deployments: nightly-forecast/nightly (cron 17:30 America/New_York Mon-Fri), walk-forward-backtest/backtest"
+echo "CLI trigger: $PREFECT deployment run 'nightly-forecast/nightly' --watch"
+"$PY" -m flows.deploy ${PAUSED:+--paused} &
+SERVE=$!
+wait $SERVE
