@@ -28,7 +28,7 @@ from ray.serve.handle import DeploymentHandle
 
 from kronos_core import KronosPredictor
 
-from .batching import Job, JobError, JobResult, plan_calls, run_call
+from .batching import Job, JobError, JobResult, call_work, plan_calls, run_call
 from .config import BatchConfig, Limits, ServingConfig
 from .schemas import (
     ForecastRequest,
@@ -64,7 +64,7 @@ class Forecaster:
             torch.set_num_threads(self.config.torch_threads)
         dev = self.config.device
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if dev == "auto" else dev
-        # one worker: model loads (and forecasts, if forecast_in_thread) never overlap on a replica
+        # one worker: model loads and large forecasts never overlap on a replica
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kronos-forecast")
         self._stats = {"batches": 0, "jobs": 0, "forecast_calls": 0, "max_batch_seen": 0, "errors": 0}
         self._batch = _BATCH
@@ -118,7 +118,7 @@ class Forecaster:
             return [JobError(500, f"model {model_id!r} could not be loaded: {type(e).__name__}: {e}")] * len(jobs)
         self._stats["forecast_calls"] += 1
         try:
-            if not self.config.forecast_in_thread:
+            if call_work(jobs) < self.config.thread_min_work:  # see ServingConfig.thread_min_work
                 return run_call(pred, jobs, pred.serve_identity)
             return await asyncio.get_running_loop().run_in_executor(
                 self._pool, run_call, pred, jobs, pred.serve_identity)

@@ -24,7 +24,7 @@ import numpy as np
 
 from kronos_core import FIELDS, KronosPredictor, SamplingParams, Series
 
-__all__ = ["Job", "JobError", "JobResult", "plan_calls", "run_call"]
+__all__ = ["Job", "JobError", "JobResult", "call_work", "plan_calls", "run_call"]
 
 log = logging.getLogger(__name__)
 _CLOSE = FIELDS.index("close")
@@ -79,6 +79,11 @@ def plan_calls(jobs: Sequence[Job]) -> list[list[int]]:
         else:
             calls.append((job.group_key, set(keys), [i]))
     return [members for _, _, members in calls]
+
+
+def call_work(jobs: Sequence[Job]) -> int:
+    """A cost proxy for one call: sum over series of sample_count × pred_len × (lookback + pred_len)."""
+    return sum(j.sampling.sample_count * j.pred_len * (s.length + j.pred_len) for j in jobs for s in j.series)
 
 
 def run_call(predictor: KronosPredictor, jobs: Sequence[Job], identity: dict | None = None) -> list[JobResult]:

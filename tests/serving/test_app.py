@@ -21,7 +21,8 @@ pytestmark = pytest.mark.timeout(120)
 MODELS = {"test": {"model": "random:test", "tokenizer": "random:test"},
           "test2": {"model": "random:test:1", "tokenizer": "random:test:1", "description": "another seed"}}
 LIMITS = {"max_series": 8, "max_rows": 256, "max_pred_len": 32, "max_sample_count": 16}
-ARGS = {"models": MODELS, "default_model": "test", "limits": LIMITS, "torch_threads": 1}
+# thread_min_work: the multi-series equality tests take the worker-thread path, the load test runs inline
+ARGS = {"models": MODELS, "default_model": "test", "limits": LIMITS, "torch_threads": 1, "thread_min_work": 2000}
 ONE_REPLICA = {"num_replicas": 1, "autoscaling_config": None}
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from kronos_core import FIELDS, KronosPredictor, SamplingParams
 from kronos_core.testing import synthetic_series
-from serving.batching import Job, plan_calls, run_call
+from serving.batching import Job, call_work, plan_calls, run_call
 from serving.calendar import future_timestamps
 from serving.config import Limits, ServingConfig, parse_model_arg
 from serving.schemas import ForecastRequest, RequestError, request_to_series
@@ -31,6 +31,11 @@ def test_plan_groups_by_params_and_splits_shared_symbols():
             job(["F"], model="other"), job(["A"])]
     assert plan_calls(jobs) == [[0, 1], [2], [3], [4], [5], [6]]
     assert plan_calls([job(["A"]), job(["B"]), job(["A"]), job(["C"])]) == [[0, 1, 3], [2]]
+
+
+def test_call_work():
+    j = job(["A", "B"], pred_len=4, lengths={"A": 10, "B": 20})  # 3 paths
+    assert call_work([j, j]) == 2 * 3 * 4 * ((10 + 4) + (20 + 4))
 
 
 def test_batched_call_equals_one_call_per_job(pred):
