@@ -19,6 +19,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -153,6 +154,21 @@ async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse(status_code=422, content={"detail": detail, "message": message})
 
 
+# env only (the middleware runs before the Ingress instance and its args): KRONOS_SERVE_MAX_BODY_MB
+_BODY_LIMIT = float(os.environ.get("KRONOS_SERVE_MAX_BODY_MB", "64")) * 2**20
+
+
+@fastapi_app.middleware("http")
+async def _limit_body(request: Request, call_next):
+    # refuse oversized bodies before FastAPI reads and parses them (chunked bodies: only the row limits apply)
+    size = request.headers.get("content-length")
+    if size is not None and size.isdigit() and int(size) > _BODY_LIMIT:
+        return JSONResponse(status_code=413, content={
+            "message": f"request body of {int(size)} bytes is over the {_BODY_LIMIT / 2**20:g} MiB limit; "
+                       "send fewer series or rows per request"})
+    return await call_next(request)
+
+
 @serve.deployment(name="Ingress", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.5})
 @serve.ingress(fastapi_app)
 class Ingress:
@@ -193,6 +209,9 @@ class Ingress:
                     "detail": [{"loc": ["body", "series"], "msg": res.message, "type": "value_error"}],
                     "message": f"body.series: {res.message}"})
             return JSONResponse(status_code=res.status, content={"message": res.message})
+        if not (np.isfinite(res.mean).all() and np.isfinite(res.close_quantiles).all()):
+            return JSONResponse(status_code=500, content={
+                "message": "the model produced non-finite values; check the input's magnitudes and scale"})
         body = {
             "model": self._model_info(model_id, res.identity),
             "pred_len": req.pred_len, "seed": req.seed, "sampling": req.sampling.model_dump(),

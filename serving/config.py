@@ -44,6 +44,8 @@ class Limits(BaseModel):
     max_pred_len: int = Field(default=256, ge=1)
     max_sample_count: int = Field(default=64, ge=1)
     max_quantiles: int = Field(default=19, ge=0)
+    max_abs_value: float = Field(default=1e15, gt=0, description="|price|, volume and amount above this: 422 "
+                                 "(beyond it float32 normalisation overflows)")
 
     @model_validator(mode="after")
     def _check(self) -> Limits:
@@ -57,7 +59,7 @@ class Limits(BaseModel):
         for name in cls.model_fields:
             env = f"KRONOS_SERVE_{name.upper()}"
             if env in environ:
-                values[name] = int(environ[env])
+                values[name] = float(environ[env]) if name == "max_abs_value" else int(environ[env])
         return cls(**values)
 
 

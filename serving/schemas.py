@@ -174,6 +174,12 @@ def request_to_series(req: ForecastRequest, limits: Limits) -> list[Series]:
         else:
             volume = np.asarray(s.volume, dtype=np.float64)
             amount = np.asarray(s.amount, dtype=np.float64) if s.amount is not None else volume * prices.mean(axis=1)
+        for name, col in (*((f, prices[:, j]) for j, f in enumerate(PRICE_FIELDS)), ("volume", volume),
+                          ("amount", amount)):
+            big = np.flatnonzero(np.abs(col) > limits.max_abs_value)
+            if big.size:
+                raise RequestError((*loc, name), f"value {col[big[0]]:g} at row {int(big[0])} is beyond "
+                                   f"±{limits.max_abs_value:g}; rescale the series")
         if s.future_timestamps is not None:
             if len(s.future_timestamps) != req.pred_len:
                 raise RequestError((*loc, "future_timestamps"),

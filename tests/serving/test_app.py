@@ -36,8 +36,10 @@ def _deploy(port: int, batching: dict) -> None:
     """The shipped serving/serve_config.yaml, with test models/limits, one replica each, and ``batching``."""
     from serving.deploy import deploy, load_config, override
 
-    deploy(override(load_config(), host="127.0.0.1", port=port, args=ARGS, batching=batching,
-                    forecaster={**ONE_REPLICA, "ray_actor_options": {"num_cpus": 1}}, ingress=ONE_REPLICA))
+    config = override(load_config(), host="127.0.0.1", port=port, args=ARGS, batching=batching,
+                      forecaster={**ONE_REPLICA, "ray_actor_options": {"num_cpus": 1}}, ingress=ONE_REPLICA)
+    config["applications"][0]["runtime_env"]["env_vars"]["KRONOS_SERVE_MAX_BODY_MB"] = "1"
+    deploy(config)
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +216,7 @@ BAD = {
                           s_amount=[]), "timestamps"),
     "extra field": (_bad(colour="red"), "colour"),
     "negative seed": (_bad(seed=-1), "seed"),
+    "huge value": (_bad(s_high=[1e300] * 20), "high"),
 }
 
 
@@ -232,6 +235,8 @@ def test_garbage_bodies_do_not_crash(client):
     for content in (b"", b"{", b"[]", b"null", b'{"series": 5, "pred_len": 4}', b"\xff\xfe"):
         r = client.post("/v1/forecast", content=content, headers={"content-type": "application/json"})
         assert r.status_code == 422, (content, r.text)
+    too_big = client.post("/v1/forecast", content=b" " * (2 * 2**20), headers={"content-type": "application/json"})
+    assert too_big.status_code == 413 and "limit" in too_big.json()["message"]
     assert client.get("/healthz").status_code == 200
     assert client.post("/v1/forecast", json=_bad()).status_code == 200
 
