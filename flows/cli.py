@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = nightly_forecast(params)
     wall = time.perf_counter() - t0
-    print(f"[3/3] done in {wall:.0f} s. Latest run (as_of {result['as_of']}, model {result['model']}):")
+    as_of_text = str(result["as_of"]).removesuffix(" 00:00:00")
+    print(f"[3/3] done in {wall:.0f} s. Latest run (as_of {as_of_text}, model {result['model']}):")
     print(f"  assets forecast   {result['assets_forecast']}   rejected {result['assets_rejected']}   "
           f"rows {result['rows_written']}")
     for label, key in (("forecast partition", "forecast_partition"), ("manifest", "manifest"),
@@ -132,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:<18} {result.get(key) or '-'}")
     print(f"  scorecard rows    {result['scorecard_rows']} (matured cutoffs x methods)")
     print(f"  all runs          {local_or_url(output_url)}")
+    if result.get("scorecard") and result["scorecard_rows"]:
+        import pandas as pd
+
+        from .scoring import summarize_scorecard
+
+        mean = summarize_scorecard(pd.read_parquet(result["scorecard"]))
+        cols = ["method", "cutoffs", "mae", "mape", "direction_acc", "ic", "rank_ic", "coverage", "crps"]
+        print("Scorecard, mean over matured cutoffs (random weights score like noise; naive_* are the baselines):")
+        print(mean[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print("Artifacts (tables, links, the chart) are in the Prefect UI: scripts/start_local.sh starts a server.")
     return 0
 
