@@ -32,23 +32,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _deploy(port: int, batching: dict) -> None:
+def _deploy(port: int, batching: dict, models: dict) -> None:
     """The shipped serving/serve_config.yaml, with test models/limits, one replica each, and ``batching``."""
     from serving.deploy import deploy, load_config, override
 
-    config = override(load_config(), host="127.0.0.1", port=port, args=ARGS, batching=batching,
+    config = override(load_config(), host="127.0.0.1", port=port, args={**ARGS, "models": models}, batching=batching,
                       forecaster={**ONE_REPLICA, "ray_actor_options": {"num_cpus": 1}}, ingress=ONE_REPLICA)
     config["applications"][0]["runtime_env"]["env_vars"]["KRONOS_SERVE_MAX_BODY_MB"] = "1"
     deploy(config)
 
 
 @pytest.fixture(scope="module")
-def url(ray_local):
+def models(tmp_path_factory) -> dict:
+    """MODELS plus "ft": a checkpoint directory, as a fine-tuning run writes it."""
+    from kronos_core import Kronos, KronosTokenizer
+
+    d = tmp_path_factory.mktemp("finetuned")
+    Kronos.from_pretrained("random:test:2").save_pretrained(d / "model")
+    KronosTokenizer.from_pretrained("random:test:2").save_pretrained(d / "tokenizer")
+    return {**MODELS, "ft": {"model": str(d / "model"), "tokenizer": str(d / "tokenizer"), "max_context": 64}}
+
+
+@pytest.fixture(scope="module")
+def url(ray_local, models):
     from ray import serve
 
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    _deploy(port, {"max_batch_size": 16, "batch_wait_timeout_s": 0.02})
+    _deploy(port, {"max_batch_size": 16, "batch_wait_timeout_s": 0.02}, models)
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
@@ -60,9 +71,10 @@ def client(url):
 
 
 @pytest.fixture(scope="module")
-def predictors():
-    return {mid: KronosPredictor.from_pretrained(m["model"], m["tokenizer"], device="cpu", dtype="float32")
-            for mid, m in MODELS.items()}
+def predictors(models):
+    return {mid: KronosPredictor.from_pretrained(m["model"], m["tokenizer"], device="cpu", dtype="float32",
+                                                 max_context=m.get("max_context"))
+            for mid, m in models.items()}
 
 
 def series_json(symbol: str, n: int, pred_len: int, seed: int = 0, freq: str = "5min") -> dict:
@@ -103,10 +115,11 @@ def assert_equals_direct(resp: dict, req: dict, pred: KronosPredictor) -> None:
 
 
 def test_health_models_docs(client):
-    assert client.get("/healthz").json() == {"status": "ok", "models": ["test", "test2"]}
+    assert client.get("/healthz").json() == {"status": "ok", "models": ["ft", "test", "test2"]}
     models = client.get("/v1/models").json()
     assert models["default"] == "test"
-    assert {m["id"]: m["model"] for m in models["models"]} == {"test": "random:test", "test2": "random:test:1"}
+    assert {m["id"]: m["model"] for m in models["models"]}.items() >= {"test": "random:test",
+                                                                       "test2": "random:test:1"}.items()
     spec = client.get("/openapi.json").json()
     assert "/v1/forecast" in spec["paths"] and "ForecastRequest" in spec["components"]["schemas"]
     assert client.get("/docs").status_code == 200
@@ -132,6 +145,17 @@ def test_model_choice_by_field_and_header(client, predictors):
     assert by_field["model"]["id"] == by_header["model"]["id"] == "test2" and default["model"]["id"] == "test"
     assert by_field["forecasts"] == by_header["forecasts"] != default["forecasts"]
     assert_equals_direct(by_field, req, predictors["test2"])
+
+
+def test_finetuned_directory_model(client, predictors, models):
+    req = request([series_json("AAA", 50, 6, seed=1), series_json("BBB", 30, 6, seed=2)], pred_len=6, seed=5,
+                  model="ft")
+    r = client.post("/v1/forecast", json=req)
+    assert r.status_code == 200, r.text
+    identity = r.json()["model"]["identity"]
+    assert identity["model"] == models["ft"]["model"] and identity["random_weights"] is False
+    assert identity["model_sha256"] == predictors["ft"].describe()["model_sha256"]
+    assert_equals_direct(r.json(), req, predictors["ft"])
 
 
 def test_generated_future_timestamps(client, predictors):
@@ -241,17 +265,17 @@ def test_garbage_bodies_do_not_crash(client):
     assert client.post("/v1/forecast", json=_bad()).status_code == 200
 
 
-def test_reconfigure_batching_without_restart(url, client):
+def test_reconfigure_batching_without_restart(url, client, models):
     before = client.get("/v1/stats").json()
     reqs = [request([series_json(f"R{i}", 30, 4, seed=i)], pred_len=4) for i in range(16)]
     port = int(url.rsplit(":", 1)[1])
-    _deploy(port, {"max_batch_size": 1, "batch_wait_timeout_s": 0.0})
+    _deploy(port, {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}, models)
     stats = client.get("/v1/stats").json()
     assert (stats["max_batch_size"], stats["batch_wait_timeout_s"]) == (1, 0.0)
     assert stats["pid"] == before["pid"]  # same replica: reconfigured, not restarted
     resps = asyncio.run(_post_many(url, reqs, concurrency=16))
     assert {r.headers["x-kronos-batch-requests"] for r in resps} == {"1"}
-    _deploy(port, {"max_batch_size": 16, "batch_wait_timeout_s": 0.05})
+    _deploy(port, {"max_batch_size": 16, "batch_wait_timeout_s": 0.05}, models)
     assert client.get("/v1/stats").json()["max_batch_size"] == 16
     resps = asyncio.run(_post_many(url, reqs, concurrency=16))
     assert max(int(r.headers["x-kronos-batch-requests"]) for r in resps) > 1
