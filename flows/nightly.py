@@ -38,7 +38,7 @@ def _transient(task, task_run, state) -> bool:
     except InputNotReady:
         return False
     except StorageError as e:  # pipeline.storage already retried; retry the task once the store recovers
-        return e.__cause__ is None or is_transient(e.__cause__)
+        return e.__cause__ is not None and is_transient(e.__cause__)
     except (FileNotFoundError, PermissionError):
         return False
     except (OSError, TimeoutError, ConnectionError):

@@ -92,3 +92,39 @@ def test_backtest_scores_every_cutoff(prefect_harness, fake_job, small_market, t
     assert methods == {"kronos", "naive_last", "naive_drift"}
     assert _artifact(KEYS["backtest"]).type == "table"
     assert "Mean over cutoffs" in str(_artifact(KEYS["backtest_summary"]).data)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_backtest_with_the_real_job(prefect_harness, ray_local, small_market, tmp_path):
+    """The real Ray job at two cutoffs (point in time), scored; ~40 s on 2 cores."""
+    from flows.backtest import backtest
+    from flows.params import BacktestParams
+
+    job = _params(small_market, tmp_path, None, chart_assets=0, sampling={"sample_count": 4})
+    out = backtest(BacktestParams(job=job, cutoffs=["2024-06-14", "2024-06-21"]))
+    card = pd.read_parquet(out["scorecard"])
+    assert sorted(card["as_of"].astype(str).unique()) == ["2024-06-14", "2024-06-21"]
+    k = card[card["method"] == "kronos"]
+    assert (k["n_assets"] >= 25).all() and k["crps"].notna().all() and k["coverage"].between(0, 1).all()
+
+
+def test_retry_only_transient_errors():
+    from prefect.states import Failed
+
+    from flows.job import InputNotReady
+    from flows.nightly import _transient
+    from pipeline.storage import StorageError
+
+    def retried(exc):
+        return _transient(None, None, Failed(data=exc))
+
+    assert retried(ConnectionResetError("reset")) and retried(TimeoutError())
+    assert retried(RuntimeError("503 SlowDown"))
+    assert not retried(InputNotReady("no bars")) and not retried(FileNotFoundError("x"))
+    assert not retried(KeyError("close")) and not retried(TypeError("bug"))
+    assert not retried(StorageError("write x: PermissionError"))
+    try:
+        raise StorageError("read x: still failing after 4 retries") from ConnectionResetError("reset")
+    except StorageError as e:
+        assert retried(e)  # the store may be back by the next task attempt
