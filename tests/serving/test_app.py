@@ -36,6 +36,7 @@ def _deploy(port: int, batching: dict, models: dict) -> None:
     """The shipped serving/serve_config.yaml, with test models/limits, one replica each, and ``batching``."""
     from serving.deploy import deploy, load_config, override
 
+    models = {**models, "broken": {"model": "/nonexistent/model", "tokenizer": "/nonexistent/tokenizer"}}
     config = override(load_config(), host="127.0.0.1", port=port, args={**ARGS, "models": models}, batching=batching,
                       forecaster={**ONE_REPLICA, "ray_actor_options": {"num_cpus": 1}}, ingress=ONE_REPLICA)
     config["applications"][0]["runtime_env"]["env_vars"]["KRONOS_SERVE_MAX_BODY_MB"] = "1"
@@ -115,7 +116,7 @@ def assert_equals_direct(resp: dict, req: dict, pred: KronosPredictor) -> None:
 
 
 def test_health_models_docs(client):
-    assert client.get("/healthz").json() == {"status": "ok", "models": ["ft", "test", "test2"]}
+    assert client.get("/healthz").json() == {"status": "ok", "models": ["broken", "ft", "test", "test2"]}
     models = client.get("/v1/models").json()
     assert models["default"] == "test"
     assert {m["id"]: m["model"] for m in models["models"]}.items() >= {"test": "random:test",
@@ -156,6 +157,12 @@ def test_finetuned_directory_model(client, predictors, models):
     assert identity["model"] == models["ft"]["model"] and identity["random_weights"] is False
     assert identity["model_sha256"] == predictors["ft"].describe()["model_sha256"]
     assert_equals_direct(r.json(), req, predictors["ft"])
+
+
+def test_model_that_fails_to_load_is_a_500_not_a_crash(client):
+    r = client.post("/v1/forecast", json=request([series_json("AAA", 20, 4)], pred_len=4, model="broken"))
+    assert r.status_code == 500 and "could not be loaded" in r.json()["message"], r.text
+    assert client.post("/v1/forecast", json=request([series_json("AAA", 20, 4)], pred_len=4)).status_code == 200
 
 
 def test_generated_future_timestamps(client, predictors):
