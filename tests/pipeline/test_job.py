@@ -36,7 +36,7 @@ def runs(ray_local, market, tmp_path_factory):
     earlier = run_job(job_config(market.url, out, as_of="2024-06-20"))
     other_before = snapshot(partition_path(out, "forecasts", "2024-06-20", MODEL))
     marker = str(tmp_path_factory.mktemp("chaos") / "killed")
-    again = run_job(job_config(market.url, out, compute={"concurrency": 2, "batch_size": 3},
+    again = run_job(job_config(market.url, out, compute={"concurrency": 2, "batch_size": 5},
                                chaos={"kill_actor_once_marker": marker}))
     return dict(out=out, first=first, first_rows=first_rows, earlier=earlier, again=again,
                 other_before=other_before, marker=marker)
