@@ -24,6 +24,8 @@ KEYS = {
     "scorecard": "nightly-scorecard",
     "backtest": "backtest-scorecard",
     "backtest_summary": "backtest-summary",
+    "backtest_chart": "backtest-metrics-chart",
+    "scorecard_chart": "nightly-scorecard-chart",
 }
 
 

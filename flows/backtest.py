@@ -14,6 +14,7 @@ from pipeline.storage import join
 
 from . import artifacts as A
 from . import store
+from .charts import png_data_uri, scorecard_png
 from .nightly import IO_RETRIES, check_input, run_forecast_job
 from .params import BacktestParams, NightlyParams
 from .scoring import SCORECARD_COLUMNS, score_cutoff, summarize_scorecard
@@ -66,6 +67,9 @@ def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[di
           "## Mean over cutoffs", "", A.markdown_table(summarize_scorecard(card)), "",
           "## Runs", "", A.markdown_table(runs)]
     A.publish_markdown(A.KEYS["backtest_summary"], "\n".join(md), "Backtest metrics over time vs naive baselines")
+    if len(card):
+        A.publish_image(A.KEYS["backtest_chart"], png_data_uri(scorecard_png(card)),
+                        "MAE, RankIC, direction accuracy and CRPS per cutoff: kronos vs naive baselines")
     return url
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from kronos_core import quantile_column
 
-__all__ = ["pick_chart_symbols", "fan_chart_png", "png_data_uri"]
+__all__ = ["pick_chart_symbols", "fan_chart_png", "png_data_uri", "scorecard_png"]
 
 
 def pick_chart_symbols(forecasts: pd.DataFrame, n: int = 4) -> list[str]:
@@ -85,3 +85,29 @@ def fan_chart_png(history: pd.DataFrame, forecasts: pd.DataFrame, symbols: Seque
 def png_data_uri(png: bytes) -> str:
     """``data:image/png;base64,...``: lets the Prefect UI show the chart without any file server."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def scorecard_png(scorecard: pd.DataFrame, metrics: Sequence[str] = ("mae", "rank_ic", "direction_acc", "crps"),
+                  dpi: int = 72) -> bytes:
+    """PNG: each metric over cutoffs, one line per method (kronos vs the naive baselines)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    df = scorecard.assign(as_of=pd.to_datetime(scorecard["as_of"])).sort_values("as_of")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 2.8), squeeze=False)
+    try:
+        for ax, m in zip(axes.ravel(), metrics, strict=True):
+            for method, g in df.groupby("method", sort=True):
+                ax.plot(g["as_of"], g[m], marker="o", ms=3, lw=1.2, label=method)
+            ax.set_title(m, fontsize=9)
+            ax.tick_params(labelsize=7)
+            ax.tick_params(axis="x", rotation=30)
+        axes.ravel()[0].legend(fontsize=7)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        return buf.getvalue()
+    finally:
+        plt.close(fig)

@@ -21,7 +21,7 @@ from pipeline.storage import StorageError, is_transient, join
 
 from . import artifacts as A
 from . import store
-from .charts import fan_chart_png, pick_chart_symbols, png_data_uri
+from .charts import fan_chart_png, pick_chart_symbols, png_data_uri, scorecard_png
 from .job import InputNotReady, freshness_problem, local_cpus, resolve_as_of, to_job_config
 from .params import NightlyParams
 from .scoring import SCORECARD_COLUMNS, matured_cutoffs, score_cutoff, summarize_scorecard
@@ -163,10 +163,21 @@ def publish(summary: dict[str, Any], rejected: pd.DataFrame, chart: tuple[str, b
         lines += ["", "## Scorecard over time", "", A.markdown_table(summarize_scorecard(scorecard))]
         A.publish_table(A.KEYS["scorecard"], A.frame_rows(scorecard.sort_values(["as_of", "method"])),
                         "Matured forecasts scored against realised bars and naive baselines")
+        A.publish_image(A.KEYS["scorecard_chart"], png_data_uri(scorecard_png(scorecard)),
+                        "Forecast quality per matured cutoff: kronos vs naive baselines")
     A.publish_markdown(A.KEYS["outputs"], "\n".join(lines), f"Where this run's outputs are, as_of {as_of}")
 
 
-@flow(name="nightly-forecast", log_prints=True)
+def _run_name() -> str:
+    """``nightly-<as_of>`` (or ``nightly-last-session``) so runs are told apart in the UI's run list."""
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters.get("params")
+    as_of = getattr(p, "as_of", None) if not isinstance(p, dict) else p.get("as_of")
+    return f"nightly-{as_of or 'last-session'}"
+
+
+@flow(name="nightly-forecast", flow_run_name=_run_name, log_prints=True)
 def nightly_forecast(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
     """Forecast the whole universe as of the last completed session (or ``params.as_of``) and score what has
     matured. Returns where everything was written."""

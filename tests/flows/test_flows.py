@@ -41,7 +41,17 @@ def test_nightly_twice_scores_the_matured_run(prefect_harness, fake_job, small_m
     from flows.artifacts import KEYS
     from flows.nightly import nightly_forecast
 
-    first = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 20)))
+    state = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 20)), return_state=True)
+    first = state.result()
+    from prefect.client.orchestration import get_client
+
+    async def run_name():
+        async with get_client() as c:
+            return (await c.read_flow_run(state.state_details.flow_run_id)).name
+
+    import asyncio
+
+    assert asyncio.run(run_name()) == "nightly-2024-06-20"
     assert first["scorecard_rows"] == 0 and os.path.exists(first["forecast_partition"])
     second = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 28)))
     card = pd.read_parquet(second["scorecard"])
@@ -58,6 +68,7 @@ def test_nightly_twice_scores_the_matured_run(prefect_harness, fake_job, small_m
     assert "2024-06-28" in str(_artifact(KEYS["partition"]).data)  # link artifacts are stored as markdown
     assert "naive_drift" in str(_artifact(KEYS["scorecard"]).data)
     assert "Scorecard over time" in str(_artifact(KEYS["outputs"]).data)
+    assert _artifact(KEYS["scorecard_chart"]).type == "image"
 
     # a third night re-runs the same cutoff: the partition is replaced and nothing is scored twice
     third = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 28)))
@@ -92,6 +103,7 @@ def test_backtest_scores_every_cutoff(prefect_harness, fake_job, small_market, t
     assert methods == {"kronos", "naive_last", "naive_drift"}
     assert _artifact(KEYS["backtest"]).type == "table"
     assert "Mean over cutoffs" in str(_artifact(KEYS["backtest_summary"]).data)
+    assert _artifact(KEYS["backtest_chart"]).type == "image"
 
 
 @pytest.mark.slow
