@@ -72,11 +72,10 @@ def in_process(url: str, cfg, symbols: list[str], threads: int) -> tuple[float, 
     """(seconds to read+window, seconds to forecast) for ``symbols`` with the job's exact inputs."""
     import torch
 
-    from kronos_core import Series
+    from kronos_core import SamplingParams, Series
     from pipeline.calendars import future_timestamps, job_grid
     from pipeline.forecast import load_predictor
     from pipeline.job import window_start
-    from kronos_core import SamplingParams
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()

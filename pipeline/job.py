@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .calendars import future_batch, job_grid
 from .commit import TABLES, commit_partition, current_generation, write_staged
@@ -161,14 +160,17 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
         staged = {"forecasts": rows.map_batches(write_staged, batch_format="pyarrow", batch_size=None,
                                                 fn_kwargs=dict(url=cfg.output.url, storage=storage, run_id=run_id,
                                                                table="forecasts")).take_all()}
-        rejected = _rejected_table(assets, fc, universe, as_of, run)
+        # one small driver-side pass over each materialized dataset's metadata columns
+        meta = assets.select_columns(["symbol", "n_bars", "is_valid", "reject_reason", "last_timestamp"]).to_pandas()
+        fc_meta = fc.select_columns(["symbol", "n_bars", "error", "model_info"]).to_pandas()
+        rejected = _rejected_table(meta, fc_meta, universe, as_of, run)
         staged["rejected"] = [write_staged(rejected, cfg.output.url, storage, run_id, "rejected").to_pylist()[0]]
         stage_s["postprocess_write"] = time.perf_counter() - t
 
         # 6b. commit every touched partition (manifest and _SUCCESS last)
         t = time.perf_counter()
         n_ok = int(sum(r["rows"] for r in staged["forecasts"]) // cfg.pred_len)
-        summary.assets_read = assets.count()
+        summary.assets_read = len(meta)
         summary.assets_forecast = n_ok
         summary.assets_rejected = rejected.num_rows
         summary.rows_written = int(sum(r["rows"] for r in staged["forecasts"]))
@@ -176,7 +178,7 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
         summary.reject_reasons = {k: int(v) for k, v in
                                   reasons.str.split(";").explode().value_counts().items()} if len(reasons) else {}
         manifest = {
-            "as_of": str(as_of), "created_at": created_at, "model_info": _model_info(fc), "lineage": run,
+            "as_of": str(as_of), "created_at": created_at, "model_info": _model_info(fc_meta), "lineage": run,
             "config": cfg.to_json_dict(), "previous_run_id": generations,
             "input": {"url": cfg.input.url, "layout": cfg.input.layout, "window_start": str(start),
                       "bytes_read": plan.bytes_read, "partitions_total": plan.partitions_total,
@@ -204,29 +206,34 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
     return summary
 
 
-def _model_info(fc) -> dict:
+def _model_info(fc_meta: pd.DataFrame) -> dict:
     import json
 
-    first = fc.select_columns(["model_info"]).take(1)
-    return json.loads(first[0]["model_info"]) if first else {}
+    return json.loads(fc_meta["model_info"].iloc[0]) if len(fc_meta) else {}
 
 
-def _rejected_table(assets, fc, universe: list[str] | None, as_of, run: dict) -> pa.Table:
+def _rejected_table(meta: pd.DataFrame, fc_meta: pd.DataFrame, universe: list[str] | None, as_of,
+                    run: dict) -> pa.Table:
     """Every asset that is not forecast, with its reason: failed validation, failed at the model input,
-    or named in the universe but absent from the data (so nothing disappears silently)."""
+    or named in the universe but absent from the data (so nothing disappears silently).
+
+    ``meta``: one row per asset read (symbol, n_bars, is_valid, reject_reason, last_timestamp);
+    ``fc_meta``: one row per asset sent to the model (symbol, n_bars, error, model_info)."""
     cols = ["symbol", "n_bars", "reject_reason", "last_timestamp"]
-    bad = assets.map_batches(lambda b: b.filter(pc.invert(b["is_valid"])).select(cols),
-                             batch_format="pyarrow").to_pandas()
-    errs = fc.map_batches(lambda b: b.filter(b["error"].is_valid()).select(["symbol", "n_bars", "error"]),
-                          batch_format="pyarrow").to_pandas().rename(columns={"error": "reject_reason"})
-    frames = [bad, errs.assign(last_timestamp=pd.NaT)]
+    if meta.empty:  # nothing read: the dataset may come back without columns
+        meta = pd.DataFrame({"symbol": [], "n_bars": [], "is_valid": pd.Series([], dtype=bool),
+                             "reject_reason": [], "last_timestamp": []})
+    if fc_meta.empty:  # no valid asset: the dataset may come back without columns
+        fc_meta = pd.DataFrame({"symbol": [], "n_bars": [], "error": [], "model_info": []})
+    frames = [meta.loc[~meta["is_valid"], cols],
+              fc_meta.loc[fc_meta["error"].notna(), ["symbol", "n_bars", "error"]]
+              .rename(columns={"error": "reject_reason"}).assign(last_timestamp=pd.NaT)]
     if universe is not None:
-        seen = set(assets.select_columns(["symbol"]).to_pandas()["symbol"])
-        missing = [s for s in universe if s not in seen]
-        frames.append(pd.DataFrame({"symbol": missing, "n_bars": 0, "reject_reason": "no_data",
-                                    "last_timestamp": pd.NaT}))
+        seen = set(meta["symbol"])
+        frames.append(pd.DataFrame({"symbol": [s for s in universe if s not in seen], "n_bars": 0,
+                                    "reject_reason": "no_data", "last_timestamp": pd.NaT}))
     df = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
-        pd.DataFrame({"symbol": [], "n_bars": [], "reject_reason": [], "last_timestamp": []})
+        pd.DataFrame({c: [] for c in cols})
     df = df.sort_values("symbol", kind="stable")
     tbl = pa.table({"symbol": pa.array(df["symbol"].astype(str).tolist(), pa.string()),
                     "n_bars": pa.array(df["n_bars"].astype("int64").tolist(), pa.int64()),

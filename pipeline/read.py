@@ -70,9 +70,8 @@ def _row_groups(pf: pq.ParquetFile, columns: list[str], start: pd.Timestamp, end
     for g in range(md.num_row_groups):
         rg = md.row_group(g)
         st = rg.column(ts_i).statistics
-        if st is not None and st.has_min_max:
-            if np.datetime64(st.max, "ns") < lo or np.datetime64(st.min, "ns") > hi:
-                continue
+        if st is not None and st.has_min_max and (np.datetime64(st.max, "ns") < lo or np.datetime64(st.min, "ns") > hi):
+            continue
         if universe is not None and sym_i is not None:
             ss = rg.column(sym_i).statistics
             if ss is not None and ss.has_min_max:

@@ -93,7 +93,7 @@ def seaweed_s3(tmp_path_factory):
            "-admin.ui=false", "-bucket=bkt", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
            f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", f"-webdav.port={ports['webdav']}",
            f"-admin.port={ports['admin']}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
-    log = open(data / "weed.log", "wb")
+    log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed in teardown
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     storage = StorageConfig(endpoint_url=endpoint, region="us-east-1", key="any", secret="any", retries=2)

@@ -3,6 +3,7 @@ detect racing runs."""
 
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -36,7 +37,7 @@ def snapshot(path):
     for d, _, files in os.walk(path):
         for f in files:
             p = os.path.join(d, f)
-            out[p] = (os.path.getmtime(p), open(p, "rb").read())
+            out[p] = (os.path.getmtime(p), Path(p).read_bytes())
     return out
 
 
@@ -49,8 +50,8 @@ def test_replace_one_partition_and_leave_the_other(tmp_path):
     part = urls["forecasts"]
     names = sorted(os.listdir(part))
     assert names[0] == "_SUCCESS" and names[1] == "_manifest.json" and len(names) == 3  # old file gone
-    assert open(join(part, "_SUCCESS")).read() == "r3"
-    m = json.load(open(join(part, "_manifest.json")))
+    assert Path(join(part, "_SUCCESS")).read_text() == "r3"
+    m = json.loads(Path(part, "_manifest.json").read_text())
     assert m["run_id"] == "r3" and m["rows"] == 2 and m["files"][0]["sha256"]
     assert read_partition(root, "forecasts", "2024-06-28", MODEL)["v"].tolist() == [5.0, 6.0]
     assert snapshot(partition_path(root, "forecasts", "2024-06-27", MODEL)) == other

@@ -3,6 +3,7 @@ determinism, and exactly-once forecasts after a forecast actor is killed mid-job
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ def snapshot(path):
     for d, _, files in os.walk(path):
         for f in files:
             p = os.path.join(d, f)
-            out[p] = (os.path.getmtime(p), open(p, "rb").read())
+            out[p] = (os.path.getmtime(p), Path(p).read_bytes())
     return out
 
 
@@ -68,7 +69,7 @@ def test_no_look_ahead_and_calendar_future(runs, market):
     np.testing.assert_allclose(last.to_numpy(), at.loc[last.index].to_numpy())
     steps = fc[fc["symbol"] == fc["symbol"].iloc[0]].sort_values("step")["timestamp"].dt.strftime("%m-%d")
     assert list(steps) == ["06-21", "06-24", "06-25", "06-26"]  # weekend skipped
-    m = json.load(open(os.path.join(partition_path(runs["out"], "forecasts", "2024-06-20", MODEL), "_manifest.json")))
+    m = json.loads(Path(partition_path(runs["out"], "forecasts", "2024-06-20", MODEL), "_manifest.json").read_text())
     assert max(f["path"].split("date=")[1][:10] for f in m["input"]["files"]) == "2024-06-20"
 
 
@@ -77,8 +78,8 @@ def test_rerun_replaces_only_its_partition_after_actor_kill(runs):
     again = runs["again"]
     assert again.assets_forecast == 20 and again.rows_written == 80
     part = partition_path(runs["out"], "forecasts", AS_OF, MODEL)
-    assert json.load(open(os.path.join(part, "_manifest.json")))["run_id"] == again.run_id
-    assert open(os.path.join(part, "_SUCCESS")).read() == again.run_id
+    assert json.loads(Path(part, "_manifest.json").read_text())["run_id"] == again.run_id
+    assert Path(os.path.join(part, "_SUCCESS")).read_text() == again.run_id
     fc = read_partition(runs["out"], "forecasts", AS_OF, MODEL)
     assert len(fc) == 80 and not fc.duplicated(["symbol", "step"]).any()  # exactly once
     assert snapshot(partition_path(runs["out"], "forecasts", "2024-06-20", MODEL)) == runs["other_before"]
