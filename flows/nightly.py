@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
+from pipeline.commit import model_slug
 from pipeline.storage import StorageError, is_transient, join
 
 from . import artifacts as A
@@ -24,7 +25,7 @@ from . import store
 from .charts import fan_chart_png, pick_chart_symbols, png_data_uri, scorecard_png
 from .job import InputNotReady, freshness_problem, local_cpus, resolve_as_of, to_job_config
 from .params import NightlyParams
-from .scoring import SCORECARD_COLUMNS, matured_cutoffs, score_cutoff, summarize_scorecard
+from .scoring import SCORECARD_COLUMNS, matured_cutoffs, quantile_levels_in, score_cutoff, summarize_scorecard
 
 __all__ = ["nightly_forecast", "run_forecast_job", "score_matured_forecasts", "IO_RETRIES"]
 
@@ -114,24 +115,25 @@ def score_matured_forecasts(params: NightlyParams, as_of: dt.date) -> tuple[pd.D
     logger = get_run_logger()
     card = store.read_scorecard(params.output_url, params.storage)
     parts = store.forecast_partitions(params.output_url, params.storage)
-    scored = set(pd.to_datetime(card["as_of"]).dt.date) if len(card) else set()
-    todo = matured_cutoffs([d for d, _ in parts], scored, as_of, params.pred_len)
+    # a (cutoff, model) pair is scored once; pred_len, lookback and quantile levels come from the stored rows
+    scored = {(d, model_slug(m)) for d, m in zip(pd.to_datetime(card["as_of"]).dt.date, card["model"], strict=True)}
+    ready = set(matured_cutoffs([d for d, _ in parts], [], as_of, 1))
     rows = []
-    for cutoff in todo:
-        for (d, model), url in sorted(parts.items()):
-            if d != cutoff:
-                continue
-            fc = store.read_forecasts(url, params.storage)
-            if fc.empty:
-                continue
-            lookback_start = (pd.Timestamp(cutoff) - pd.Timedelta(days=int(params.lookback * 1.6) + 10)).date()
-            bars = store.read_bars(params.input_url, params.input_layout, lookback_start, None,
-                                   sorted(fc["symbol"].unique()), params.storage)
-            bars = bars[bars["timestamp"].dt.normalize() <= pd.Timestamp(as_of)]  # what was known tonight
-            sc = score_cutoff(fc, bars, cutoff, params.quantiles, lookback=params.lookback)
-            if not sc.empty:
-                rows.append(sc)
-                logger.info("scored cutoff %s (model=%s): %d assets", cutoff, model, sc["n_assets"].iloc[0])
+    for (cutoff, model), url in sorted(parts.items()):
+        if cutoff not in ready or (cutoff, model) in scored or cutoff >= as_of:
+            continue
+        fc = store.read_forecasts(url, params.storage)
+        if fc.empty:
+            continue
+        lookback = int(fc["lookback"].iloc[0]) if "lookback" in fc else params.lookback
+        lookback_start = (pd.Timestamp(cutoff) - pd.Timedelta(days=int(lookback * 1.6) + 10)).date()
+        bars = store.read_bars(params.input_url, params.input_layout, lookback_start, None,
+                               sorted(fc["symbol"].unique()), params.storage)
+        bars = bars[bars["timestamp"].dt.normalize() <= pd.Timestamp(as_of)]  # what was known tonight
+        sc = score_cutoff(fc, bars, cutoff, quantile_levels_in(fc), lookback=lookback)
+        if not sc.empty:  # empty = not every step realised yet: tried again tomorrow
+            rows.append(sc)
+            logger.info("scored cutoff %s (model=%s): %d assets", cutoff, model, sc["n_assets"].iloc[0])
     if rows:
         new = pd.concat(rows, ignore_index=True)
         card = pd.concat([card, new], ignore_index=True) if len(card) else new

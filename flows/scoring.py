@@ -27,7 +27,7 @@ from kronos_core import quantile_column
 
 from . import metrics as M
 
-__all__ = ["METHODS", "SCORECARD_COLUMNS", "realised_paths", "matured_cutoffs", "score_cutoff", "summarize_scorecard"]
+__all__ = ["METHODS", "SCORECARD_COLUMNS", "quantile_levels_in", "realised_paths", "matured_cutoffs", "score_cutoff", "summarize_scorecard"]
 
 METHODS = ("kronos", "naive_last", "naive_drift")
 SCORECARD_COLUMNS = [
@@ -83,6 +83,20 @@ def matured_cutoffs(forecast_as_ofs: Sequence, scored_as_ofs: Sequence, last_bar
         if len(pd.bdate_range(pd.Timestamp(a) + pd.Timedelta(days=1), last)) >= pred_len:
             out.append(a)
     return out
+
+
+def quantile_levels_in(forecasts: pd.DataFrame, field: str = "close") -> list[float]:
+    """The quantile levels a forecast table carries (``close_q10`` -> 0.1), sorted."""
+    out = []
+    for c in forecasts.columns:
+        if c.startswith(f"{field}_q"):
+            try:
+                level = float(c[len(field) + 2:]) / 100
+            except ValueError:
+                continue
+            if quantile_column(level, field) == c:
+                out.append(level)
+    return sorted(out)
 
 
 def _horizon_returns(df: pd.DataFrame, pred_col: str) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import pytest
 from flows.scoring import (
     SCORECARD_COLUMNS,
     matured_cutoffs,
+    quantile_levels_in,
     realised_paths,
     score_cutoff,
     summarize_scorecard,
@@ -67,6 +68,11 @@ def test_unmatured_assets_are_not_scored():
     assert (sc["n_assets"] == 1).all()  # only A has both steps realised
     empty = score_cutoff(fc[fc.symbol == "C"], bars, as_of, [0.1, 0.5, 0.9])
     assert empty.empty and list(empty.columns) == SCORECARD_COLUMNS
+
+
+def test_quantile_levels_from_columns():
+    df = pd.DataFrame(columns=["close", "close_q10", "close_q05", "close_q97.5", "close_qx", "open_q10"])
+    assert quantile_levels_in(df) == [0.05, 0.1, 0.975]
 
 
 def test_matured_cutoffs_prefilter():
