@@ -17,7 +17,7 @@ from . import store
 from .charts import png_data_uri, scorecard_png
 from .nightly import IO_RETRIES, check_input, run_forecast_job
 from .params import BacktestParams, NightlyParams
-from .scoring import SCORECARD_COLUMNS, score_cutoff, summarize_scorecard
+from .scoring import SCORECARD_COLUMNS, quantile_levels_in, score_cutoff, summarize_scorecard
 
 __all__ = ["backtest", "auto_cutoffs"]
 
@@ -53,7 +53,8 @@ def score_one(job: NightlyParams, summary: dict[str, Any], cutoff: dt.date) -> p
         return pd.DataFrame(columns=SCORECARD_COLUMNS)
     start = (pd.Timestamp(cutoff) - pd.Timedelta(days=int(job.lookback * 1.6) + 10)).date()
     bars = store.read_bars(job.input_url, job.input_layout, start, None, sorted(fc["symbol"].unique()), job.storage)
-    return score_cutoff(fc, bars, cutoff, job.quantiles, lookback=job.lookback, model=summary.get("model") or job.model)
+    return score_cutoff(fc, bars, cutoff, quantile_levels_in(fc), lookback=job.lookback,
+                        model=summary.get("model") or job.model)
 
 
 @task(name="write-backtest", cache_policy=NO_CACHE, **IO_RETRIES)
