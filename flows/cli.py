@@ -142,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         cols = ["method", "cutoffs", "mae", "mape", "direction_acc", "ic", "rank_ic", "coverage", "crps"]
         print("Scorecard, mean over matured cutoffs (random weights score like noise; naive_* are the baselines):")
         print(mean[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print("Artifacts (tables, links, the chart) are in the Prefect UI: scripts/start_local.sh starts a server.")
+    from prefect.settings import PREFECT_HOME
+
+    print(f"Runs and artifacts (tables, links, fan chart) are in Prefect's local DB under {PREFECT_HOME.value()}: "
+          f"`prefect server start` shows them at http://127.0.0.1:4200. scripts/start_local.sh serves the "
+          f"deployments for UI-triggered runs.")
     return 0
 
 
