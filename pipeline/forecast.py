@@ -76,6 +76,8 @@ class Forecaster:
 
         self.batches += 1
         self._maybe_die()
+        if "is_valid" in batch.column_names:
+            batch = batch.filter(batch["is_valid"])
         symbols = batch["symbol"].to_pylist()
         series, errors = [], {}
         for sym, ts, flat, fut in zip(symbols, batch["timestamps"].to_pylist(), batch["values"].to_pylist(),

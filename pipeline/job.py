@@ -142,8 +142,9 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
         # 4. forecast (actors; the predictor is loaded once per actor)
         t = time.perf_counter()
         c = cfg.compute
-        valid = assets.map_batches(lambda b: b.filter(b["is_valid"]), batch_format="pyarrow")
-        fc = valid.map_batches(
+        # invalid assets are skipped inside the actor: a separate filter task could starve when the
+        # actors hold every CPU (seen with one actor x all CPUs)
+        fc = assets.map_batches(
             Forecaster, batch_size=c.batch_size, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=c.concurrency), num_cpus=c.num_cpus, num_gpus=c.num_gpus,
             fn_constructor_kwargs=dict(model=cfg.model, sampling=cfg.sampling, pred_len=cfg.pred_len,

@@ -95,3 +95,39 @@ def test_job_end_to_end_on_seaweedfs(ray_local, seaweed_s3):
     assert (fc["run_id"] == again.run_id).all() and len(fc) == 16
     rej = read_partition(out, "rejected", AS_OF, MODEL, storage)
     assert dict(zip(rej["symbol"], rej["reject_reason"], strict=True)) == m.broken
+
+
+def test_transient_outage_is_retried_against_a_real_server():
+    """A real S3 server goes away and comes back on the same port: the read is retried and succeeds."""
+    import threading
+    import time
+
+    from moto.server import ThreadedMotoServer
+
+    from pipeline.config import StorageConfig
+    from pipeline.storage import with_retries
+
+    from .conftest import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    storage = StorageConfig(endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1", key="testing",
+                            secret="testing", retries=6, retry_backoff_s=0.2)
+    import boto3
+
+    boto3.client("s3", endpoint_url=storage.endpoint_url, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket="flaky")
+    fs = filesystem("s3://flaky", storage)
+    fs.pipe_file("flaky/obj", b"payload")
+    server.stop()  # outage: connection refused
+    second = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)  # moto state is in-process
+    restarted = threading.Timer(1.0, second.start)
+    restarted.start()
+    t0 = time.time()
+    fresh = filesystem("s3://flaky", storage)
+    assert with_retries(lambda: fresh.cat_file("flaky/obj"), "read s3://flaky/obj", storage.retries,
+                        storage.retry_backoff_s) == b"payload"
+    assert time.time() - t0 >= 0.9  # it really waited for the server to come back
+    restarted.join()
+    second.stop()
