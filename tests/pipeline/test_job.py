@@ -99,3 +99,18 @@ def test_universe_file_missing_symbol_is_reported(ray_local, market, tmp_path):
     assert s.assets_read == 3 and s.assets_forecast == 2
     rej = read_partition(str(tmp_path / "out"), "rejected", AS_OF, MODEL)
     assert dict(zip(rej["symbol"], rej["reject_reason"], strict=True)) == {"GHOST": "no_data", "S0000": "non_finite"}
+
+
+def test_intraday_hkex_job_lunch_break_and_holiday(ray_local, tmp_path):
+    """30-minute HKEX bars: forecasts skip the lunch break and the 1 July holiday."""
+    from pipeline import write_synthetic_market
+    from pipeline.config import CalendarConfig
+
+    cal = {"exchange": "XHKG", "freq": "30min"}
+    m = write_synthetic_market(str(tmp_path / "bars"), n_symbols=4, n_bars=80, min_bars=80, broken=False,
+                               calendar=CalendarConfig(**cal), end="2024-06-28")
+    s = run_job(job_config(m.url, str(tmp_path / "out"), as_of="2024-06-28 16:00", calendar=cal, pred_len=6))
+    assert s.assets_forecast == 4 and s.output_url.endswith("as_of_tag=2024-06-28T16-00-00/model_tag=random-test")
+    fc = read_partition(str(tmp_path / "out"), "forecasts", "2024-06-28 16:00", MODEL)
+    stamps = fc[fc["symbol"] == "S0000"].sort_values("step")["timestamp"].dt.strftime("%m-%d %H:%M").tolist()
+    assert stamps == ["07-02 10:00", "07-02 10:30", "07-02 11:00", "07-02 11:30", "07-02 12:00", "07-02 13:30"]
