@@ -122,7 +122,7 @@ def worker(args) -> None:
     t0 = time.perf_counter()
     with torch.no_grad():
         if args.impl == "official":
-            pred.predict_batch(frames, xts, yts, args.pred_len, verbose=False, **greedy)
+            out = pred.predict_batch(frames, xts, yts, args.pred_len, verbose=False, **greedy)
             tokens = np.stack([captured["s1"][:, -args.pred_len:].cpu().numpy(),
                                captured["s2"][:, -args.pred_len:].cpu().numpy()], -1)
         else:
@@ -138,6 +138,9 @@ def worker(args) -> None:
     peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
             else sampler.stop_mib())
     np.save(args.tokens_out, tokens)
+    close = (np.stack([f["close"].to_numpy() for f in out]) if args.impl == "official"
+             else np.asarray(res.mean[..., 3]))
+    np.save(str(args.tokens_out).replace(".npy", "-close.npy"), close)
     print(json.dumps({"seconds": seconds, "peak_mib": peak}))
 
 
@@ -187,7 +190,7 @@ def main() -> None:
         print(f"# gpu: {torch.cuda.get_device_name(0)}")
     header = (f"{'lookback/pred':>13} {'batch':>5} | {'official s':>10} {'exact s':>8} {'rolling s':>9} | "
               f"{'exact x':>7} {'rolling x':>9} | {'exact series/s':>14} | {'tokens':>9} | "
-              f"{'extra MiB off/exact/roll':>24}")
+              f"{'extra MiB off/exact/roll':>24} | {'rolling = official':>18}")
     print(header)
     print("-" * len(header))
     rows = []
@@ -196,17 +199,26 @@ def main() -> None:
         make_weights(weights)
         for setting in settings:
             rec = {impl: run_one(impl, setting, args, weights, tmp) for impl in ("official", "exact", "rolling")}
-            same = np.array_equal(np.load(rec["official"]["tokens"]), np.load(rec["exact"]["tokens"]))
+            off_tok = np.load(rec["official"]["tokens"])
+            same = np.array_equal(off_tok, np.load(rec["exact"]["tokens"]))
+            # rolling mode's deviation from the official output: share of equal tokens, and the mean
+            # absolute difference of the predicted close relative to the official close
+            roll_tok = np.load(rec["rolling"]["tokens"])
+            roll_eq = float((roll_tok == off_tok).all(-1).mean())
+            c_off = np.load(str(rec["official"]["tokens"]).replace(".npy", "-close.npy"))
+            c_roll = np.load(str(rec["rolling"]["tokens"]).replace(".npy", "-close.npy"))
+            roll_dev = float(np.mean(np.abs(c_roll - c_off) / np.abs(c_off)))
             lb, pl, b = setting
             off, ex, ro = (rec[k]["seconds"] for k in ("official", "exact", "rolling"))
             row = {"lookback": lb, "pred_len": pl, "batch": b, "official_s": off, "exact_s": ex, "rolling_s": ro,
                    "exact_speedup": off / ex, "rolling_speedup": off / ro, "tokens_identical": bool(same),
+                   "rolling_tokens_equal": roll_eq, "rolling_close_rel_dev": roll_dev,
                    "peak_mib": {k: rec[k]["peak_mib"] for k in rec}}
             rows.append(row)
             print(f"{lb:>6}/{pl:<6} {b:>5} | {off:>10.2f} {ex:>8.2f} {ro:>9.2f} | {off / ex:>6.1f}x {off / ro:>8.1f}x | "
                   f"{b / ex:>14.2f} | {'identical' if same else 'DIFFER':>9} | "
-                  f"{rec['official']['peak_mib']:>7.0f}/{rec['exact']['peak_mib']:.0f}/{rec['rolling']['peak_mib']:.0f}",
-                  flush=True)
+                  f"{rec['official']['peak_mib']:>7.0f}/{rec['exact']['peak_mib']:.0f}/{rec['rolling']['peak_mib']:.0f}"
+                  f"{'':>8} | {100 * roll_eq:5.1f}% tok, {100 * roll_dev:.2f}% close", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     if not all(r["tokens_identical"] for r in rows):
