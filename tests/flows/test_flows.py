@@ -1,7 +1,7 @@
-"""Flow logic under prefect_test_harness, with a stand-in for the Ray job (tests/flows/fakes.py).
+"""Flow logic under prefect_test_harness with the real Ray job (tiny random model, 40-asset market).
 
-The real job runs in test_server_integration.py; here we check the orchestration: cutoffs, fail-fast input
-checks, scoring of matured forecasts across nights, the backtest, and the artifacts by key.
+Checks the orchestration: cutoffs, fail-fast input checks, scoring of matured forecasts across nights,
+the backtest, and the artifacts by key. The deployment path runs in test_server_integration.py.
 """
 
 from __future__ import annotations
@@ -13,15 +13,6 @@ import pandas as pd
 import pytest
 
 pytestmark = [pytest.mark.timeout(240)]
-
-
-@pytest.fixture
-def fake_job(monkeypatch):
-    import pipeline
-
-    from .fakes import fake_run_job
-
-    monkeypatch.setattr(pipeline, "run_job", fake_run_job)
 
 
 def _artifact(key: str):
@@ -37,7 +28,7 @@ def _params(market, out, as_of, **kw):
                          validation={"min_history": 32}, **kw)
 
 
-def test_nightly_twice_scores_the_matured_run(prefect_harness, fake_job, small_market, tmp_path):
+def test_nightly_twice_scores_the_matured_run(prefect_harness, ray_local, small_market, tmp_path):
     from flows.artifacts import KEYS
     from flows.nightly import nightly_forecast
 
@@ -75,7 +66,7 @@ def test_nightly_twice_scores_the_matured_run(prefect_harness, fake_job, small_m
     assert third["scorecard_rows"] == 3
 
 
-def test_missing_delivery_fails_fast_with_a_message(prefect_harness, fake_job, small_market, tmp_path):
+def test_missing_delivery_fails_fast_with_a_message(prefect_harness, ray_local, small_market, tmp_path):
     import time
 
     from flows.nightly import nightly_forecast
@@ -89,7 +80,7 @@ def test_missing_delivery_fails_fast_with_a_message(prefect_harness, fake_job, s
     assert not os.path.exists(tmp_path / "forecasts")
 
 
-def test_backtest_scores_every_cutoff(prefect_harness, fake_job, small_market, tmp_path):
+def test_backtest_scores_every_cutoff(prefect_harness, ray_local, small_market, tmp_path):
     from flows.artifacts import KEYS
     from flows.backtest import backtest
     from flows.params import BacktestParams
