@@ -130,3 +130,13 @@ def test_predictor_rejects_mismatched_pair():
         KronosPredictor(model, tok)
     with pytest.raises(TypeError, match="model must be a kronos_core.Kronos"):
         KronosPredictor(object(), tok)
+
+
+def test_light_names_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from kronos_core import FIELDS, quantile_column, Series; "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(quantile_column(0.05))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "close_q05"
