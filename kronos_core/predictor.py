@@ -133,7 +133,8 @@ class KronosPredictor:
 
     def forecast(self, series: Sequence[Series], pred_len: int | None = None,
                  sampling: SamplingParams | None = None, quantiles: Sequence[float] = DEFAULT_QUANTILES,
-                 cache: str | None = None, progress: Callable[[int, int], None] | None = None) -> ForecastResult:
+                 cache: str | None = None, progress: Callable[[int, int], None] | None = None,
+                 seeds: Sequence[int] | None = None) -> ForecastResult:
         """Forecast ragged series in batches; every sample path, the mean, quantiles and ``p_up``.
 
         Args:
@@ -143,6 +144,8 @@ class KronosPredictor:
             quantiles: levels in (0, 1) to report.
             cache: override the predictor's cache mode for this call.
             progress: callable(done_series, total_series), called after each batch.
+            seeds: optional per-series seeds overriding ``sampling.seed`` (series i gets exactly the paths a
+                call with ``seed=seeds[i]`` would give), so requests with different seeds can share a batch.
         """
         if pred_len is None and series and isinstance(series[0], Series):
             pred_len = series[0].pred_len
@@ -154,7 +157,15 @@ class KronosPredictor:
         cache = cache or self.cache
         if cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
-        keys = path_keys(sampling.seed, [x.key for x in series], sampling.sample_count)
+        if seeds is not None:
+            seeds = list(seeds)
+            if len(seeds) != len(series):
+                raise ValueError(f"seeds has {len(seeds)} entries for {len(series)} series; give one per series")
+            bad = [v for v in seeds if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0]
+            if bad:
+                raise ValueError(f"seeds must be ints >= 0, got {bad[0]!r}")
+            seeds = [int(v) for v in seeds]
+        keys = path_keys(sampling.seed if seeds is None else seeds, [x.key for x in series], sampling.sample_count)
         out = self._run(series, pred_len, sampling, keys, cache, progress)
         paths = denormalize(out.decoded, out.means[:, None, None, :], out.stds[:, None, None, :]).astype(np.float32)
         last_close = np.array([x.values[-1, FIELDS.index("close")] for x in series])

@@ -52,10 +52,14 @@ class SamplingParams:
         return self.top_k == 1
 
 
-def path_keys(seed: int, series_keys: Sequence[str], sample_count: int) -> torch.Tensor:
-    """(N * sample_count,) int64 keys in [0, 2^32), row-major (series, path)."""
+def path_keys(seed: int | Sequence[int], series_keys: Sequence[str], sample_count: int) -> torch.Tensor:
+    """(N * sample_count,) int64 keys in [0, 2^32), row-major (series, path).
+
+    ``seed`` is one seed for every series or one per series.
+    """
+    seeds = [seed] * len(series_keys) if isinstance(seed, int) else list(seed)
     out = []
-    for key in series_keys:
+    for seed, key in zip(seeds, series_keys, strict=True):
         for path in range(sample_count):
             digest = hashlib.blake2b(f"{seed}\x1f{key}\x1f{path}".encode(), digest_size=4).digest()
             out.append(int.from_bytes(digest, "little"))

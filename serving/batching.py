@@ -1,10 +1,11 @@
 """Cross-request batching as plain functions (testable without Ray).
 
 A *job* is one HTTP request's work: its series plus the parameters that must be equal inside one
-``KronosPredictor.forecast`` call (model, pred_len, sampling incl. seed, quantile levels). The Serve
-batch handler receives jobs from concurrent requests and:
+``KronosPredictor.forecast`` call (model, pred_len, sampling except the seed, quantile levels); seeds
+may differ, since ``forecast`` takes one seed per series. The Serve batch handler receives jobs from
+concurrent requests and:
 
-1. groups them by ``Job.group_key`` (model, pred_len, SamplingParams, quantiles);
+1. groups them by ``Job.group_key`` (model, pred_len, SamplingParams without the seed, quantiles);
 2. packs each group into as few forecast calls as possible whose series keys are disjoint (the key
    seeds the paths, so it must stay the client's symbol; two requests with the same symbol go to two
    calls);
@@ -16,6 +17,7 @@ numbers a direct ``forecast`` call with its own series would give.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +42,8 @@ class Job:
 
     @property
     def group_key(self) -> tuple:
-        return (self.model_id, self.pred_len, self.sampling, self.quantiles)
+        """What must be equal inside one forecast call; the seed is passed per series."""
+        return (self.model_id, self.pred_len, dataclasses.replace(self.sampling, seed=0), self.quantiles)
 
 
 @dataclass
@@ -91,7 +94,9 @@ def run_call(predictor: KronosPredictor, jobs: Sequence[Job], identity: dict | N
     first = jobs[0]
     assert all(j.group_key == first.group_key for j in jobs), "run_call needs jobs with one group key"
     series = [s for j in jobs for s in j.series]
-    res = predictor.forecast(series, pred_len=first.pred_len, sampling=first.sampling, quantiles=first.quantiles)
+    seeds = [j.sampling.seed for j in jobs for _ in j.series]
+    res = predictor.forecast(series, pred_len=first.pred_len, sampling=first.sampling, quantiles=first.quantiles,
+                             seeds=seeds)
     out, a = [], 0
     for j in jobs:
         b = a + len(j.series)

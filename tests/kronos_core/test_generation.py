@@ -109,3 +109,15 @@ def test_progress_callback(predictor):
     small = KronosPredictor(predictor.model, predictor.tokenizer, max_context=48, batch_size=2)  # 2 paths
     small.forecast(synthetic_universe(5, 20, 30, 4, seed=0), progress=lambda d, t: calls.append((d, t)))
     assert calls == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_per_series_seeds_equal_separate_calls(predictor):
+    series = synthetic_universe(3, 20, 50, 8, seed=6)
+    mixed = predictor.forecast(series, sampling=SAMPLED, seeds=[1, 2, 3])
+    for i, seed in enumerate((1, 2, 3)):
+        alone = predictor.forecast([series[i]], sampling=SamplingParams(top_p=0.9, sample_count=3, seed=seed))
+        np.testing.assert_array_equal(mixed.tokens[i], alone.tokens[0])
+    with pytest.raises(ValueError, match="seeds has 2 entries for 3 series"):
+        predictor.forecast(series, seeds=[1, 2])
+    with pytest.raises(ValueError, match="seeds must be ints >= 0"):
+        predictor.forecast(series, seeds=[1, -2, 3])

@@ -29,7 +29,8 @@ def job(keys, seed=0, pred_len=4, model="test", lengths=None):
 def test_plan_groups_by_params_and_splits_shared_symbols():
     jobs = [job(["A", "B"]), job(["C"]), job(["A"]), job(["D"], seed=1), job(["E"], pred_len=5),
             job(["F"], model="other"), job(["A"])]
-    assert plan_calls(jobs) == [[0, 1], [2], [3], [4], [5], [6]]
+    # a different seed shares the call (seeds are per series); pred_len and model do not
+    assert plan_calls(jobs) == [[0, 1, 3], [2], [4], [5], [6]]
     assert plan_calls([job(["A"]), job(["B"]), job(["A"]), job(["C"])]) == [[0, 1, 3], [2]]
 
 
@@ -39,7 +40,7 @@ def test_call_work():
 
 
 def test_batched_call_equals_one_call_per_job(pred):
-    jobs = [job(["A", "B"]), job(["C"], lengths={"C": 90}), job(["D"])]
+    jobs = [job(["A", "B"]), job(["C"], lengths={"C": 90}, seed=5), job(["D"], seed=9)]
     batched = run_call(pred, jobs)
     for j, got in zip(jobs, batched, strict=True):
         alone = pred.forecast(list(j.series), pred_len=j.pred_len, sampling=j.sampling, quantiles=j.quantiles)
