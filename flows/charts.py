@@ -74,12 +74,16 @@ def fan_chart_png(history: pd.DataFrame, forecasts: pd.DataFrame, symbols: Seque
         axes.ravel()[0].legend(fontsize=7, loc="upper left")
         if title:
             fig.suptitle(title, fontsize=10)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
-        return buf.getvalue()
+        return _png(fig, dpi)
     finally:
         plt.close(fig)
+
+
+def _png(fig, dpi: int) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
 
 
 def png_data_uri(png: bytes) -> str:
@@ -105,9 +109,6 @@ def scorecard_png(scorecard: pd.DataFrame, metrics: Sequence[str] = ("mae", "ran
             ax.tick_params(labelsize=7)
             ax.tick_params(axis="x", rotation=30)
         axes.ravel()[0].legend(fontsize=7)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
-        return buf.getvalue()
+        return _png(fig, dpi)
     finally:
         plt.close(fig)

@@ -22,6 +22,16 @@ AS_OF = "2024-06-28"
 TINY = {"model": "random:test", "tokenizer": "random:test"}
 
 
+def snapshot(path) -> dict:
+    """Every file under ``path`` with its mtime and bytes: equal snapshots mean nothing was touched."""
+    out = {}
+    for d, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(d, f)
+            out[p] = (os.path.getmtime(p), Path(p).read_bytes())
+    return out
+
+
 def free_port(also_plus: int | None = None) -> int:
     """A free loopback port (and, if asked, with ``port + also_plus`` free too: SeaweedFS gRPC ports)."""
     for _ in range(200):

@@ -22,6 +22,8 @@ from pipeline.commit import (
 from pipeline.config import StorageConfig
 from pipeline.storage import filesystem, join
 
+from .conftest import snapshot
+
 ST = StorageConfig()
 MODEL = "random:test"
 
@@ -30,15 +32,6 @@ def publish(root, run_id, as_of, values, expected=None):
     rec = write_staged(pa.table({"symbol": ["A", "B"], "v": values}), root, ST, run_id, "forecasts")
     return commit_partition(root, ST, run_id, as_of, MODEL, {"forecasts": rec.to_pylist()},
                             {"forecasts": expected}, {"note": "test"})
-
-
-def snapshot(path):
-    out = {}
-    for d, _, files in os.walk(path):
-        for f in files:
-            p = os.path.join(d, f)
-            out[p] = (os.path.getmtime(p), Path(p).read_bytes())
-    return out
 
 
 def test_replace_one_partition_and_leave_the_other(tmp_path):

@@ -12,19 +12,10 @@ import pytest
 from pipeline import run_job
 from pipeline.commit import partition_path, read_partition
 
-from .conftest import AS_OF, job_config
+from .conftest import AS_OF, job_config, snapshot
 
 pytestmark = pytest.mark.timeout(300)
 MODEL = "random:test"
-
-
-def snapshot(path):
-    out = {}
-    for d, _, files in os.walk(path):
-        for f in files:
-            p = os.path.join(d, f)
-            out[p] = (os.path.getmtime(p), Path(p).read_bytes())
-    return out
 
 
 @pytest.fixture(scope="module")
