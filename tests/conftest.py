@@ -11,7 +11,27 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import socket  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+def free_port(also_plus: int | None = None) -> int:
+    """A free loopback port (and, if asked, with ``port + also_plus`` free too: SeaweedFS gRPC ports)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if also_plus is None:
+            return port
+        if port + also_plus < 65535:
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", port + also_plus))
+                    return port
+                except OSError:
+                    continue
+    raise RuntimeError("no free port pair")
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import socket
 
 import pandas as pd
 import pytest
+
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -23,9 +24,7 @@ def s3(tmp_path_factory):
     from pipeline.config import StorageConfig
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from pipeline import JobConfig, write_synthetic_market
 from pipeline.config import StorageConfig
+from tests.conftest import free_port
 
 AS_OF = "2024-06-28"
 TINY = {"model": "random:test", "tokenizer": "random:test"}
@@ -30,24 +30,6 @@ def snapshot(path) -> dict:
             p = os.path.join(d, f)
             out[p] = (os.path.getmtime(p), Path(p).read_bytes())
     return out
-
-
-def free_port(also_plus: int | None = None) -> int:
-    """A free loopback port (and, if asked, with ``port + also_plus`` free too: SeaweedFS gRPC ports)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if also_plus is None:
-            return port
-        if port + also_plus < 65535:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + also_plus))
-                    return port
-                except OSError:
-                    continue
-    raise RuntimeError("no free port pair")
 
 
 def job_config(bars_url: str, out_url: str, **over) -> JobConfig:

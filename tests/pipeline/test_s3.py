@@ -106,8 +106,7 @@ def test_transient_outage_is_retried_against_a_real_server():
 
     from pipeline.config import StorageConfig
     from pipeline.storage import with_retries
-
-    from .conftest import free_port
+    from tests.conftest import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import socket
 
 import httpx
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 
 from kronos_core import FIELDS, KronosPredictor, SamplingParams, Series, quantile_column
 from kronos_core.testing import synthetic_ohlcv
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,12 +24,6 @@ LIMITS = {"max_series": 8, "max_rows": 256, "max_pred_len": 32, "max_sample_coun
 # thread_min_work: the multi-series equality tests take the worker-thread path, the load test runs inline
 ARGS = {"models": MODELS, "default_model": "test", "limits": LIMITS, "torch_threads": 1, "thread_min_work": 2000}
 ONE_REPLICA = {"num_replicas": 1, "autoscaling_config": None}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _deploy(port: int, batching: dict, models: dict) -> None:
@@ -58,7 +52,7 @@ def models(tmp_path_factory) -> dict:
 def url(ray_local, models):
     from ray import serve
 
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     _deploy(port, {"max_batch_size": 16, "batch_wait_timeout_s": 0.02}, models)
     yield f"http://127.0.0.1:{port}"
