@@ -71,9 +71,9 @@ class PeakRSS:
 def in_process(url: str, cfg, symbols: list[str], threads: int) -> tuple[float, float]:
     """(seconds to read+window, seconds to forecast) for ``symbols`` with the job's exact inputs."""
     import torch
+    from pipeline.calendars import future_timestamps, job_grid
 
     from kronos_core import SamplingParams, Series
-    from pipeline.calendars import future_timestamps, job_grid
     from pipeline.forecast import load_predictor
     from pipeline.job import window_start
 

@@ -54,7 +54,7 @@ def score_one(job: NightlyParams, summary: dict[str, Any], cutoff: dt.date) -> p
     start = (pd.Timestamp(cutoff) - pd.Timedelta(days=int(job.lookback * 1.6) + 10)).date()
     bars = store.read_bars(job.input_url, job.input_layout, start, None, sorted(fc["symbol"].unique()), job.storage)
     return score_cutoff(fc, bars, cutoff, quantile_levels_in(fc), lookback=job.lookback,
-                        model=summary.get("model") or job.model)
+                        model=summary.get("model") or job.model.model)
 
 
 @task(name="write-backtest", cache_policy=NO_CACHE, **IO_RETRIES)

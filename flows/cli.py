@@ -13,13 +13,12 @@ import os
 import sys
 import time
 
-# before prefect / ray are imported: offline, quiet
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from kronos_core import defaults
 
-__all__ = ["main", "demo_cutoffs"]
+__all__ = ["main", "demo_cutoffs", "DEMO_MODEL", "DEMO_LOOKBACK", "DEMO_PRED_LEN"]
+
+# the demo's own values (kronos_core.defaults.EXCEPTIONS says why they differ from the shared defaults)
+DEMO_MODEL, DEMO_LOOKBACK, DEMO_PRED_LEN = "random:test", 128, 5
 
 RANDOM_NOTE = ("RANDOM WEIGHTS: '{ref}' is an untrained model for demos and tests; its forecasts are noise. "
                "Use --model/--tokenizer with a local checkpoint dir or a hub id (e.g. NeoQuasar/Kronos-small).")
@@ -46,11 +45,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="rewrite the generated market if it ends before the last completed session "
                          "(so a served run with the default as_of finds its data)")
     ap.add_argument("--prepare-only", action="store_true", help="write the market if needed, then exit")
-    ap.add_argument("--model", default="random:test", help="hub id, local dir or random:<test|mini|small|base>")
+    ap.add_argument("--model", default=DEMO_MODEL, help="hub id, local dir or random:<test|mini|small|base>")
     ap.add_argument("--tokenizer", default=None, help="defaults to the model's size for random:, else required")
-    ap.add_argument("--lookback", type=int, default=128)
-    ap.add_argument("--pred-len", type=int, default=5)
-    ap.add_argument("--samples", type=int, default=8, help="sample paths per asset")
+    ap.add_argument("--lookback", type=int, default=DEMO_LOOKBACK)
+    ap.add_argument("--pred-len", type=int, default=DEMO_PRED_LEN)
+    ap.add_argument("--samples", type=int, default=defaults.SAMPLE_COUNT, help="sample paths per asset")
     ap.add_argument("--as-of", action="append", help="cutoff date(s); default: the last session and one "
                                                      "pred_len earlier (repeatable)")
     ap.add_argument("--runs", type=int, default=2, help="cutoffs when --as-of is not given")
@@ -62,11 +61,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     t0 = time.perf_counter()
+    # this process only, before Prefect and Ray are imported: no telemetry from a local demo, and a local
+    # single-user Ray without token auth (Ray 2.60 turns it on by default)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import datetime as dt
 
-    from .params import NightlyParams, RaySpec, SamplingSpec
-    from .sessions import last_completed_session
-    from .store import _date_partitions, local_or_url
+    from kronos_core import MarketCalendar, PredictorSpec, SamplingParams
+    from pipeline.config import ComputeConfig
+
+    from .params import NightlyParams
+    from .store import input_sessions, local_or_url
 
     data_dir = os.path.abspath(args.data_dir)
     input_url = args.input_url or os.path.join(data_dir, "market")
@@ -78,20 +84,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.storage import filesystem, strip_protocol
 
+    calendar = MarketCalendar()  # the synthetic market's calendar (XNYS daily)
+    last_session = calendar.last_completed_session()
     fs = filesystem(input_url)
     exists = fs.exists(strip_protocol(input_url))
     stale = exists and args.refresh_stale and not args.input_url and \
-        max(_date_partitions(fs, strip_protocol(input_url)) or [dt.date.min]) < last_completed_session()
+        max(input_sessions(input_url) or [dt.date.min]) < last_session
     if not args.input_url and (args.regenerate or stale or not exists):
         from pipeline import write_synthetic_market
 
-        end = last_completed_session()
+        end = last_session
         print(f"[1/3] writing a synthetic market: {args.symbols} assets x {args.bars} daily bars ending {end} "
               f"-> {input_url}")
         write_synthetic_market(input_url, n_symbols=args.symbols, n_bars=args.bars, end=str(end), seed=0)
     else:
         print(f"[1/3] reusing market at {input_url}")
-    sessions = sorted(_date_partitions(fs, strip_protocol(input_url)))
+    sessions = input_sessions(input_url)
     if not sessions:
         print(f"kronos-nightly: no date=YYYY-MM-DD partitions under {input_url}", file=sys.stderr)
         return 2
@@ -118,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     for i, as_of in enumerate(cutoffs, start=1):
         print(f"[2/3] nightly flow {i}/{len(cutoffs)}: as_of {as_of}")
         params = NightlyParams(
-            input_url=input_url, output_url=output_url, as_of=as_of, model=args.model, tokenizer=tokenizer,
-            lookback=args.lookback, pred_len=args.pred_len, sampling=SamplingSpec(sample_count=args.samples),
-            ray=RaySpec(address=args.ray_address, concurrency=args.concurrency),
+            input_url=input_url, output_url=output_url, as_of=as_of, calendar=calendar,
+            model=PredictorSpec(model=args.model, tokenizer=tokenizer), lookback=args.lookback,
+            pred_len=args.pred_len, sampling=SamplingParams(sample_count=args.samples),
+            compute=ComputeConfig(ray_address=args.ray_address, concurrency=args.concurrency),
         )
         result = nightly_forecast(params)
     wall = time.perf_counter() - t0

@@ -1,62 +1,122 @@
-"""Deployments: the nightly forecast on a weekday cron after the US close, plus an unscheduled backtest.
+"""Deployments, defined once, here: the nightly forecast on two cron schedules and the on-demand backtest.
 
-``python -m flows.deploy`` (or ``scripts/start_local.sh``) serves both from this process: it registers the
-deployments with the Prefect API in ``PREFECT_API_URL`` and runs every flow run they get, scheduled or
-triggered from the UI ("Run" -> "Custom run" shows the validated parameter form). ``prefect.yaml`` holds
-the same deployments for a work pool (``prefect deploy --all``; see infra/prefect/README.md).
+- ``python -m flows.deploy`` (``scripts/start_local.sh``) serves them from this process: it registers them
+  with the Prefect API in ``PREFECT_API_URL`` and runs every flow run they get, scheduled or triggered from
+  the UI ("Run" -> "Custom run" shows the validated parameter form).
+- ``prefect.yaml`` (``prefect deploy --all`` for a work pool; infra/prefect/README.md) is generated from the
+  same definitions: ``python -m flows.deploy --write-prefect-yaml prefect.yaml``. A test keeps the committed
+  file equal to what this module generates, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import copy
+from dataclasses import dataclass, field
+from typing import Any
 
-from prefect.schedules import Cron
+__all__ = ["TIMEZONE", "WORK_POOL", "SCHEDULES", "DEPLOYMENTS", "build_deployments", "prefect_yaml", "main"]
 
-__all__ = ["NIGHTLY_CRON", "TIMEZONE", "build_deployments", "main"]
-
-NIGHTLY_CRON = "30 17 * * 1-5"  # 17:30 Mon-Fri: 90 minutes after the 16:00 close, once vendor files land
 TIMEZONE = "America/New_York"
+WORK_POOL = "kronos-process"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    slug: str
+    cron: str
+    why: str
+    params: dict[str, Any] = field(default_factory=dict)  # NightlyParams overrides for this schedule only
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    flow: str  # module:function
+    description: str
+    tags: tuple[str, ...]
+    schedules: tuple[Schedule, ...] = ()
+    nested_job: bool = False  # the job settings sit under params.job (BacktestParams)
+
+
+SCHEDULES = (
+    Schedule("weekday-close", "30 17 * * 1-4", "Mon-Thu, 90 min after the close (vendor files landed)"),
+    Schedule("friday-close-more-paths", "30 17 * * 5", "Friday, more sample paths for the weekend report",
+             {"sampling": {"sample_count": 16}}),
+)
+DEPLOYMENTS = (
+    Deployment("nightly", "flows/nightly.py:nightly_forecast", "Nightly universe forecast after the close on "
+               "weekdays; also scores matured forecasts.", ("kronos", "nightly"), SCHEDULES),
+    Deployment("backtest", "flows/backtest.py:backtest", "Walk-forward backtest over cutoffs; writes the "
+               "backtest scorecard. Run on demand.", ("kronos", "backtest"), nested_job=True),
+)
+
+
+def _params(dep: Deployment, job: dict[str, Any]) -> dict[str, Any]:
+    job = copy.deepcopy(job)
+    return {"params": {"job": job}} if dep.nested_job else {"params": job}
 
 
 def build_deployments(input_url: str | None = None, output_url: str | None = None, paused: bool = False):
-    """RunnerDeployments for ``prefect.serve``. Schedules carry their own parameters (Prefect 3 per-schedule
-    parameters): the weekday run uses the defaults, the Friday one also draws more sample paths."""
+    """RunnerDeployments for ``prefect.serve``. Each schedule carries its full parameters (Prefect 3
+    per-schedule parameters replace, not merge into, the deployment's)."""
+    from prefect.schedules import Cron
+
     from .backtest import backtest
     from .nightly import nightly_forecast
 
-    base: dict = {}
-    if input_url:
-        base["input_url"] = input_url
-    if output_url:
-        base["output_url"] = output_url
-    nightly = nightly_forecast.to_deployment(
-        name="nightly",
-        description="Nightly universe forecast, after the close on weekdays; also scores matured forecasts.",
-        tags=["kronos", "nightly"],
-        parameters={"params": base} if base else None,
-        schedules=[
-            Cron("30 17 * * 1-4", timezone=TIMEZONE, slug="weekday-close", active=not paused,
-                 parameters={"params": {**base}}),
-            Cron("30 17 * * 5", timezone=TIMEZONE, slug="friday-close-more-paths", active=not paused,
-                 parameters={"params": {**base, "sampling": {"sample_count": 16}}}),
-        ],
-    )
-    bt = backtest.to_deployment(
-        name="backtest", description="Walk-forward backtest over cutoffs; writes the backtest scorecard.",
-        tags=["kronos", "backtest"],
-        parameters={"params": {"job": base}} if base else None,
-    )
-    return [nightly, bt]
+    flows = {"nightly": nightly_forecast, "backtest": backtest}
+    base = {k: v for k, v in (("input_url", input_url), ("output_url", output_url)) if v}
+    out = []
+    for dep in DEPLOYMENTS:
+        schedules = [Cron(s.cron, timezone=TIMEZONE, slug=s.slug, active=not paused,
+                          parameters=_params(dep, {**base, **s.params})) for s in dep.schedules]
+        out.append(flows[dep.name].to_deployment(name=dep.name, description=dep.description, tags=list(dep.tags),
+                                                 parameters=_params(dep, base) if base else None,
+                                                 schedules=schedules or None))
+    return out
+
+
+def prefect_yaml() -> str:
+    """The text of ``prefect.yaml``: the same deployments for a work pool; URLs from the worker's
+    ``KRONOS_INPUT_URL`` / ``KRONOS_OUTPUT_URL`` environment."""
+    import yaml
+
+    base = {"input_url": "{{ $KRONOS_INPUT_URL }}", "output_url": "{{ $KRONOS_OUTPUT_URL }}"}
+    doc: dict[str, Any] = {
+        "name": "kronos-batch", "prefect-version": "3.9.1",
+        "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $KRONOS_REPO_DIR }}"}}],
+        "deployments": [],
+    }
+    for dep in DEPLOYMENTS:
+        d: dict[str, Any] = {"name": dep.name, "entrypoint": dep.flow, "description": dep.description,
+                             "tags": list(dep.tags), "work_pool": {"name": WORK_POOL, "work_queue_name": "default"},
+                             "parameters": _params(dep, base)}
+        if dep.schedules:
+            d["schedules"] = [{"cron": s.cron, "timezone": TIMEZONE, "slug": s.slug, "active": True,
+                               "parameters": _params(dep, {**base, **s.params})} for s in dep.schedules]
+        doc["deployments"].append(d)
+    head = ["# GENERATED by `python -m flows.deploy --write-prefect-yaml prefect.yaml` from flows/deploy.py;",
+            "# edit that file, not this one (tests/flows/test_plain.py checks they are equal).",
+            "# Prefect 3 deployments for a work pool: `prefect deploy --all` from the repo root; the work pool",
+            "# and worker setup: infra/prefect/README.md. Schedules:"]
+    head += [f"#   {s.slug} ({s.cron}, {TIMEZONE}): {s.why}" for s in SCHEDULES]
+    return "\n".join(head) + "\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Serve the nightly and backtest deployments against PREFECT_API_URL.")
-    ap.add_argument("--input-url", default=os.environ.get("KRONOS_INPUT_URL"))
-    ap.add_argument("--output-url", default=os.environ.get("KRONOS_OUTPUT_URL"))
+    ap.add_argument("--input-url", help="market the deployments read (default: NightlyParams' default)")
+    ap.add_argument("--output-url", help="forecast store root (default: NightlyParams' default)")
     ap.add_argument("--paused", action="store_true", help="register the schedules inactive (manual runs only)")
     ap.add_argument("--limit", type=int, default=1, help="concurrent flow runs (each starts Ray work)")
+    ap.add_argument("--write-prefect-yaml", metavar="PATH", help="write prefect.yaml from these definitions, exit")
     args = ap.parse_args(argv)
+    if args.write_prefect_yaml:
+        with open(args.write_prefect_yaml, "w") as f:
+            f.write(prefect_yaml())
+        print(f"wrote {args.write_prefect_yaml}")
+        return
     from prefect import serve
 
     serve(*build_deployments(args.input_url, args.output_url, args.paused), limit=args.limit)

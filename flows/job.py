@@ -10,19 +10,10 @@ import logging
 
 import pandas as pd
 
-from pipeline.config import (
-    CalendarConfig,
-    ComputeConfig,
-    InputConfig,
-    JobConfig,
-    ModelConfig,
-    OutputConfig,
-    SamplingConfig,
-    UniverseConfig,
-)
+from kronos_core import MarketCalendar
+from pipeline.config import InputConfig, JobConfig, OutputConfig, UniverseConfig
 
 from .params import NightlyParams
-from .sessions import last_completed_session
 
 __all__ = ["InputNotReady", "resolve_as_of", "job_as_of", "to_job_config", "freshness_problem", "fit_actors"]
 
@@ -37,16 +28,14 @@ def resolve_as_of(params: NightlyParams, now: dt.datetime | None = None) -> dt.d
     """``params.as_of``, or the last completed session of ``params.calendar`` at ``now``."""
     if params.as_of is not None:
         return params.as_of
-    cal = params.calendar.exchange or "24/7"
-    return last_completed_session(now, calendar=cal, tz="UTC" if params.calendar.exchange is None else
-                                  "America/New_York", close="23:59" if params.calendar.exchange is None else "16:00")
+    return params.calendar.last_completed_session(now)
 
 
-def job_as_of(as_of: dt.date, calendar: CalendarConfig) -> pd.Timestamp:
-    """The pipeline's point in time for a session date: midnight for daily bars (their stamp), else the end of
-    that day (every intraday bar of the session is history)."""
+def job_as_of(as_of: dt.date, calendar: MarketCalendar) -> pd.Timestamp:
+    """The pipeline's point in time for a session date: midnight for daily and coarser bars (their stamp),
+    else the end of that day (every intraday bar of the session is history)."""
     ts = pd.Timestamp(as_of)
-    return ts if calendar.freq == "1d" else ts + pd.Timedelta(hours=23, minutes=59, seconds=59)
+    return ts + pd.Timedelta(hours=23, minutes=59, seconds=59) if calendar.frequency.intraday else ts
 
 
 def fit_actors(concurrency: int, num_cpus: float, total_cpus: float) -> tuple[int, float]:
@@ -78,29 +67,25 @@ def local_cpus() -> float:
 
 def to_job_config(params: NightlyParams, as_of: dt.date, run_id: str | None = None,
                   total_cpus: float | None = None) -> JobConfig:
-    """The pipeline job these parameters describe, for one cutoff. ``total_cpus``: the local Ray's CPUs
-    (the actor pool is fitted to leave one free); ignored when ``params.ray.address`` names a cluster."""
-    s, r = params.sampling, params.ray
-    concurrency, num_cpus = r.concurrency, r.num_cpus
-    if r.address is None and total_cpus is not None:
-        concurrency, num_cpus = fit_actors(concurrency, num_cpus, total_cpus)
-        if (concurrency, num_cpus) != (r.concurrency, r.num_cpus):
+    """The pipeline job these parameters describe, for one cutoff: every settings group passes through as
+    it is. ``total_cpus``: the local Ray's CPUs (the actor pool is fitted to leave one free); ignored when
+    ``params.compute.ray_address`` names a cluster."""
+    compute = params.compute
+    if compute.ray_address is None and total_cpus is not None:
+        concurrency, num_cpus = fit_actors(compute.concurrency, compute.num_cpus, total_cpus)
+        if (concurrency, num_cpus) != (compute.concurrency, compute.num_cpus):
             log.warning("local Ray has %g CPUs: forecast actors %d x %g CPU -> %d x %g CPU (one CPU kept for the "
-                        "read/validate/write stages)", total_cpus, r.concurrency, r.num_cpus, concurrency, num_cpus)
-    min_history = min(params.validation.min_history, params.lookback)
+                        "read/validate/write stages)", total_cpus, compute.concurrency, compute.num_cpus,
+                        concurrency, num_cpus)
+            compute = compute.model_copy(update={"concurrency": concurrency, "num_cpus": num_cpus})
+    validation = params.validation.model_copy(
+        update={"min_history": min(params.validation.min_history, params.lookback)})
     return JobConfig(
         as_of=job_as_of(as_of, params.calendar), lookback=params.lookback, pred_len=params.pred_len,
         input=InputConfig(url=params.input_url, layout=params.input_layout),
         output=OutputConfig(url=params.output_url, quantiles=list(params.quantiles)),
-        universe=UniverseConfig(symbols=params.universe),
-        calendar=params.calendar,
-        validation=params.validation.model_copy(update={"min_history": min_history}),
-        model=ModelConfig(model=params.model, tokenizer=params.tokenizer),
-        sampling=SamplingConfig(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                sample_count=s.sample_count, seed=s.seed),
-        compute=ComputeConfig(ray_address=r.address, concurrency=concurrency, num_cpus=num_cpus,
-                              num_gpus=r.num_gpus, batch_size=r.batch_size),
-        storage=params.storage, run_id=run_id,
+        universe=UniverseConfig(symbols=params.universe), calendar=params.calendar, validation=validation,
+        model=params.model, sampling=params.sampling, compute=compute, storage=params.storage, run_id=run_id,
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 
 __all__ = [
     "mae", "mape", "direction_accuracy", "information_coefficient", "rank_ic", "interval_coverage",
@@ -59,27 +60,21 @@ def direction_accuracy(pred_return, actual_return) -> float:
 def information_coefficient(pred, actual) -> float:
     """Pearson correlation across assets; NaN with fewer than 3 assets or a constant side."""
     p, a = _pair(pred, actual)
-    if p.size < 3 or np.std(p) == 0 or np.std(a) == 0:
+    if p.size < 3:
         return float("nan")
-    return float(np.corrcoef(p, a)[0, 1])
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share their mean rank), like scipy.stats.rankdata."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(x.size, dtype=np.float64)
-    ranks[order] = np.arange(1, x.size + 1)
-    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    return sums[inv] / counts[inv]
+    if np.all(p == p[0]) or np.all(a == a[0]):
+        return float("nan")
+    return float(stats.pearsonr(p, a).statistic)
 
 
 def rank_ic(pred, actual) -> float:
-    """Spearman rank correlation across assets (Pearson on average ranks)."""
+    """Spearman rank correlation across assets (scipy; ties get average ranks); NaN with fewer than 3."""
     p, a = _pair(pred, actual)
     if p.size < 3:
         return float("nan")
-    return information_coefficient(_ranks(p), _ranks(a))
+    if np.all(p == p[0]) or np.all(a == a[0]):
+        return float("nan")  # a constant side has no ranking
+    return float(stats.spearmanr(p, a).statistic)
 
 
 def interval_coverage(lower, upper, actual) -> float:

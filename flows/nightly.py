@@ -31,20 +31,18 @@ __all__ = ["nightly_forecast", "run_forecast_job", "score_matured_forecasts", "I
 
 log = logging.getLogger(__name__)
 
+
 def _transient(task, task_run, state) -> bool:
-    """Retry only what may pass on its own: network/object-store errors. A missing delivery
-    (``InputNotReady``), a missing file or a bug (TypeError, KeyError, ...) fails at once."""
+    """Retry only what may pass on its own: network and object-store errors, classified by type, S3 error
+    code and HTTP status (``pipeline.storage.is_transient``). A missing delivery (``InputNotReady``), a
+    missing file or a bug (TypeError, KeyError, ...) fails at once."""
     try:
         state.result()
     except InputNotReady:
         return False
     except StorageError as e:  # pipeline.storage already retried; retry the task once the store recovers
         return e.__cause__ is not None and is_transient(e.__cause__)
-    except (FileNotFoundError, PermissionError):
-        return False
-    except (OSError, TimeoutError, ConnectionError):
-        return True
-    except Exception as e:  # noqa: BLE001 - classified by message (throttling, 5xx)
+    except Exception as e:  # noqa: BLE001 - classified by type and code
         return is_transient(e)
     return False
 
@@ -75,10 +73,10 @@ def check_input(params: NightlyParams, as_of: dt.date) -> int:
 
 @task(name="forecast-universe", cache_policy=NO_CACHE)
 def run_forecast_job(params: NightlyParams, as_of: dt.date) -> dict[str, Any]:
-    """The Ray Data job (local Ray unless ``params.ray.address``); returns the RunSummary as a dict."""
+    """The Ray Data job (local Ray unless ``params.compute.ray_address``); returns the RunSummary as a dict."""
     from pipeline import run_job
 
-    summary = run_job(to_job_config(params, as_of, total_cpus=None if params.ray.address else local_cpus()))
+    summary = run_job(to_job_config(params, as_of, total_cpus=None if params.compute.ray_address else local_cpus()))
     get_run_logger().info("%s", summary.render())
     return summary.to_dict()
 
@@ -187,7 +185,7 @@ def nightly_forecast(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
     check_input(params, as_of)
     summary = run_forecast_job(params, as_of)
     fc, rejected, hist = load_run_outputs(params, summary, as_of)
-    chart = render_chart(params, fc, hist, as_of, summary.get("model") or params.model) if params.chart_assets else None
+    chart = render_chart(params, fc, hist, as_of, summary.get("model") or params.model.model) if params.chart_assets else None
     card, card_url = score_matured_forecasts(params, as_of) if params.score_matured else (None, None)
     publish(summary, rejected, chart, card, card_url)
     return {

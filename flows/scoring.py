@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from kronos_core import quantile_column
+from kronos_core.rules import quantile_column, quantile_level_of
 
 from . import metrics as M
 
@@ -87,16 +87,8 @@ def matured_cutoffs(forecast_as_ofs: Sequence, scored_as_ofs: Sequence, last_bar
 
 def quantile_levels_in(forecasts: pd.DataFrame, field: str = "close") -> list[float]:
     """The quantile levels a forecast table carries (``close_q10`` -> 0.1), sorted."""
-    out = []
-    for c in forecasts.columns:
-        if c.startswith(f"{field}_q"):
-            try:
-                level = float(c[len(field) + 2:]) / 100
-            except ValueError:
-                continue
-            if quantile_column(level, field) == c:
-                out.append(level)
-    return sorted(out)
+    levels = (quantile_level_of(str(c), field) for c in forecasts.columns)
+    return sorted(q for q in levels if q is not None)
 
 
 def _horizon_returns(df: pd.DataFrame, pred_col: str) -> pd.DataFrame:

@@ -1,4 +1,6 @@
-"""kronos_core: a faithful, fast torch implementation of Kronos (tokenizer, model, predictor).
+"""kronos_core: a faithful, fast torch implementation of Kronos (tokenizer, model, predictor), plus the one
+home of the market rules every package shares (``kronos_core.rules``) and the shared defaults
+(``kronos_core.defaults``).
 
 Names are imported lazily (PEP 562): ``from kronos_core import FIELDS, quantile_column`` in a CPU-only
 worker (e.g. a pipeline postprocess task) does not import torch.
@@ -10,16 +12,16 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
-    "CACHE_MODES": "generation", "DEFAULT_QUANTILES": "predictor", "FIELDS": "series", "SIZES": "config",
+    "CACHE_MODES": "settings", "DEFAULT_QUANTILES": "rules", "FIELDS": "rules", "SIZES": "config",
     "ForecastResult": "result", "Kronos": "model", "KronosConfig": "config", "KronosPredictor": "predictor",
-    "KronosTokenizer": "tokenizer", "ModelSize": "config", "ModelSource": "loading",
-    "SamplingParams": "sampling", "Series": "series", "TokenizerConfig": "config",
-    "quantile_column": "result",
+    "KronosTokenizer": "tokenizer", "MarketCalendar": "rules", "ModelSize": "config", "ModelSource": "loading",
+    "PredictorSpec": "settings", "RuleError": "rules", "SamplingParams": "settings", "Series": "series",
+    "TokenizerConfig": "config", "quantile_column": "rules",
 }
 __all__ = [
     "CACHE_MODES", "DEFAULT_QUANTILES", "FIELDS", "SIZES", "ForecastResult", "Kronos", "KronosConfig",
-    "KronosPredictor", "KronosTokenizer", "ModelSize", "ModelSource", "SamplingParams", "Series",
-    "TokenizerConfig", "quantile_column",
+    "KronosPredictor", "KronosTokenizer", "MarketCalendar", "ModelSize", "ModelSource", "PredictorSpec",
+    "RuleError", "SamplingParams", "Series", "TokenizerConfig", "quantile_column",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)
 
@@ -38,11 +40,11 @@ def __dir__():
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from .config import SIZES, KronosConfig, ModelSize, TokenizerConfig
-    from .generation import CACHE_MODES
     from .loading import ModelSource
     from .model import Kronos
-    from .predictor import DEFAULT_QUANTILES, KronosPredictor
-    from .result import ForecastResult, quantile_column
-    from .sampling import SamplingParams
-    from .series import FIELDS, Series
+    from .predictor import KronosPredictor
+    from .result import ForecastResult
+    from .rules import DEFAULT_QUANTILES, FIELDS, MarketCalendar, RuleError, quantile_column
+    from .series import Series
+    from .settings import CACHE_MODES, PredictorSpec, SamplingParams
     from .tokenizer import KronosTokenizer

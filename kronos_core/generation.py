@@ -23,13 +23,13 @@ from dataclasses import dataclass
 import torch
 
 from .model import DEP_HEADS, Kronos
-from .sampling import SamplingParams, sample_tokens, uniforms
+from .sampling import sample_tokens, uniforms
+from .settings import CACHE_MODES, SamplingParams
 from .tokenizer import KronosTokenizer
 
 __all__ = ["CACHE_MODES", "Generated", "generate", "KVCache"]
 
 log = logging.getLogger(__name__)
-CACHE_MODES = ("exact", "rolling", "reference")
 
 
 @dataclass

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import SIZES, config_from_dict
+from .settings import _DEVICE_HELP, check_device_name
 
 __all__ = ["ModelSource", "PretrainedMixin", "resolve_device", "resolve_dtype", "file_sha256"]
 
@@ -48,20 +49,28 @@ class ModelSource:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``torch.device`` for a name (None: CPU); ``auto`` picks CUDA when this process sees a GPU, else CPU.
+
+    In a Ray actor with ``num_gpus=0`` no GPU is visible, so ``auto`` runs on the CPU there; with
+    ``num_gpus>0`` it runs on the GPU Ray assigned."""
     if device is None:
-        device = "cpu"
+        return torch.device("cpu")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, str):
+        check_device_name(device)
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+        raise ValueError(f"unknown device {device!r}; {_DEVICE_HELP}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but CUDA is not available here; use device='cpu'")
+        raise ValueError(f"device {device!r} asked for but CUDA is not available here; use device='auto' or 'cpu'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device!r} asked for but MPS is not available here; use device='cpu'")
+        raise ValueError(f"device {device!r} asked for but MPS is not available here; use device='auto' or 'cpu'")
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        raise ValueError(f"unsupported device {device!r}; {_DEVICE_HELP}")
     return dev
 
 

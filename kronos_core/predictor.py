@@ -10,19 +10,39 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .config import SIZES
 from .features import denormalize, normalize, time_features
-from .generation import CACHE_MODES, generate
+from .generation import generate
 from .loading import resolve_device, resolve_dtype
 from .model import Kronos
-from .result import ForecastResult, check_quantile_levels, summarize_paths
-from .sampling import SamplingParams, path_keys
-from .series import FIELDS, Series, validate_batch
+from .result import ForecastResult, series_flags, summarize_paths
+from .rules import DEFAULT_QUANTILES, FIELDS, check_quantile_levels
+from .sampling import path_keys
+from .series import Series, validate_batch
+from .settings import CACHE_MODES, PredictorSpec, SamplingParams
 from .tokenizer import KronosTokenizer
 
-__all__ = ["KronosPredictor", "DEFAULT_QUANTILES"]
+__all__ = ["KronosPredictor", "PredictorSpec", "DEFAULT_QUANTILES", "default_max_context"]
 
 log = logging.getLogger(__name__)
-DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+_FALLBACK_CONTEXT = 512
+
+
+def default_max_context(model: Kronos, ref: str | None = None) -> int:
+    """The context a model was published with: by its ``random:<size>`` or hub id, else by its config matching
+    a named size (a local copy of Kronos-mini gets 2048), else 512."""
+    ref = ref or getattr(getattr(model, "source", None), "ref", "") or ""
+    if ref.startswith("random:") and ref.split(":")[1] in SIZES:
+        return SIZES[ref.split(":")[1]].max_context
+    for size in SIZES.values():
+        if size.hub_model and ref.rstrip("/").lower() == size.hub_model.lower():
+            return size.max_context
+    matches = {size.max_context for size in SIZES.values() if size.model == model.config}
+    if len(matches) == 1:
+        return matches.pop()
+    log.info("max_context: %r matches no published size; using %d (set max_context to change it)", ref,
+             _FALLBACK_CONTEXT)
+    return _FALLBACK_CONTEXT
 
 
 @dataclass
@@ -77,16 +97,23 @@ class KronosPredictor:
     def from_pretrained(cls, model_ref: str, tokenizer_ref: str, device=None, dtype=None,
                         model_revision: str | None = None, tokenizer_revision: str | None = None,
                         max_context: int | None = None, **kwargs) -> KronosPredictor:
-        """Load both parts (see ``Kronos.from_pretrained``) and build a predictor."""
-        from .config import SIZES
-
+        """Load both parts (see ``Kronos.from_pretrained``) and build a predictor. ``max_context`` defaults
+        to the model's published context (``default_max_context``)."""
         dev, dt = resolve_device(device), resolve_dtype(dtype)
         model = Kronos.from_pretrained(model_ref, revision=model_revision, device=dev, dtype=dt)
         tokenizer = KronosTokenizer.from_pretrained(tokenizer_ref, revision=tokenizer_revision, device=dev, dtype=dt)
         if max_context is None:
-            size = str(model_ref).split(":")[1] if str(model_ref).startswith("random:") else None
-            max_context = SIZES[size].max_context if size in SIZES else 512
+            max_context = default_max_context(model, str(model_ref))
         return cls(model, tokenizer, device=dev, max_context=max_context, **kwargs)
+
+    @classmethod
+    def from_spec(cls, spec: PredictorSpec) -> KronosPredictor:
+        """Load what a ``PredictorSpec`` names."""
+        if not isinstance(spec, PredictorSpec):
+            raise TypeError(f"spec must be a kronos_core.PredictorSpec, got {type(spec).__name__}")
+        return cls.from_pretrained(spec.model, spec.tokenizer, device=spec.device, dtype=spec.dtype,
+                                   model_revision=spec.model_revision, tokenizer_revision=spec.tokenizer_revision,
+                                   max_context=spec.max_context, cache=spec.cache, batch_size=spec.batch_size)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -138,9 +165,9 @@ class KronosPredictor:
         """Forecast ragged series in batches; every sample path, the mean, quantiles and ``p_up``.
 
         Args:
-            series: ``kronos_core.Series`` with unique keys, any lookback lengths (>= 1).
+            series: ``kronos_core.Series`` with unique symbols, any lookback lengths (>= 1).
             pred_len: steps to forecast; defaults to the length of the first series' future timestamps.
-            sampling: ``SamplingParams`` (seed + key fix each series' paths, whatever the batch).
+            sampling: ``SamplingParams`` (seed + symbol fix each series' paths, whatever the batch).
             quantiles: levels in (0, 1) to report.
             cache: override the predictor's cache mode for this call.
             progress: callable(done_series, total_series), called after each batch.
@@ -165,15 +192,16 @@ class KronosPredictor:
             if bad:
                 raise ValueError(f"seeds must be ints >= 0, got {bad[0]!r}")
             seeds = [int(v) for v in seeds]
-        keys = path_keys(sampling.seed if seeds is None else seeds, [x.key for x in series], sampling.sample_count)
+        keys = path_keys(sampling.seed if seeds is None else seeds, [x.symbol for x in series],
+                         sampling.sample_count)
         out = self._run(series, pred_len, sampling, keys, cache, progress)
         paths = denormalize(out.decoded, out.means[:, None, None, :], out.stds[:, None, None, :]).astype(np.float32)
         last_close = np.array([x.values[-1, FIELDS.index("close")] for x in series])
-        mean, q, p_up = summarize_paths(paths, last_close, levels)
-        return ForecastResult(keys=[x.key for x in series],
+        mean, q, p_up, p_flat = summarize_paths(paths, last_close, levels, self.clip)
+        return ForecastResult(symbols=[x.symbol for x in series],
                               future_timestamps=np.stack([x.future_timestamps for x in series]),
                               paths=paths, mean=mean, quantile_levels=levels, quantiles=q, p_up=p_up,
-                              last_close=last_close, tokens=out.tokens)
+                              p_flat=p_flat, last_close=last_close, tokens=out.tokens, flags=series_flags(mean, q))
 
     # ------------------------------------------------------- upstream drop-in
     def predict(self, df, x_timestamp, y_timestamp, pred_len, T=1.0, top_k=0, top_p=0.9, sample_count=1,
@@ -207,7 +235,7 @@ class KronosPredictor:
         params = SamplingParams(temperature=float(T), top_k=int(top_k), top_p=float(top_p),
                                 sample_count=int(sample_count))
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # global RNG, like upstream's multinomial
-        keys = path_keys(seed, [x.key for x in series], params.sample_count)
+        keys = path_keys(seed, [x.symbol for x in series], params.sample_count)
         progress = (lambda d, t: log.info("predict_batch: %d/%d series", d, t)) if verbose else None
         out = self._run(series, pred_len, params, keys, self.cache, progress)
         frames = []

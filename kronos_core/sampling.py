@@ -1,7 +1,7 @@
 """Sampling: one parameter object, upstream's logit filters, and per-series counter-based randomness.
 
 Every sample path draws its uniforms from a hash of (path key, step, which token), where the path key
-comes from (seed, series key, path index). A path's draws therefore depend neither on the other series
+comes from (seed, symbol, path index). A path's draws therefore depend neither on the other series
 in the batch nor on the batch size, and nothing touches torch's global RNG. The hash runs on the
 device, so the generation loop needs no host round trip.
 """
@@ -10,56 +10,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
+
+from .settings import SamplingParams
 
 __all__ = ["SamplingParams", "path_keys", "uniforms", "filter_logits", "sample_tokens"]
 
 _MASK32 = 0xFFFFFFFF
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    """How tokens are drawn.
-
-    ``top_k > 0`` wins over ``top_p`` (as upstream: its filter returns after top-k). ``top_k=1`` is greedy.
-    ``sample_count`` paths are drawn per series; ``seed`` with the series key fixes them.
-    """
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 0.9
-    sample_count: int = 1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0 or t != t or t == float("inf"):
-            raise ValueError(f"temperature must be a finite number > 0, got {t!r}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k must be an int >= 0 (0 = off), got {self.top_k!r}")
-        p = self.top_p
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1] (1 = off), got {p!r}")
-        if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 1:
-            raise ValueError(f"sample_count must be an int >= 1, got {self.sample_count!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.top_k == 1
-
-
-def path_keys(seed: int | Sequence[int], series_keys: Sequence[str], sample_count: int) -> torch.Tensor:
+def path_keys(seed: int | Sequence[int], symbols: Sequence[str], sample_count: int) -> torch.Tensor:
     """(N * sample_count,) int64 keys in [0, 2^32), row-major (series, path).
 
     ``seed`` is one seed for every series or one per series.
     """
-    seeds = [seed] * len(series_keys) if isinstance(seed, int) else list(seed)
+    seeds = [seed] * len(symbols) if isinstance(seed, int) else list(seed)
     out = []
-    for seed, key in zip(seeds, series_keys, strict=True):
+    for seed, key in zip(seeds, symbols, strict=True):
         for path in range(sample_count):
             digest = hashlib.blake2b(f"{seed}\x1f{key}\x1f{path}".encode(), digest_size=4).digest()
             out.append(int.from_bytes(digest, "little"))

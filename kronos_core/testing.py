@@ -7,42 +7,43 @@ bar frequencies, and the same output for the same seed.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .config import SIZES, KronosConfig, TokenizerConfig
 from .series import Series
 
-__all__ = ["TINY_MODEL", "TINY_TOKENIZER", "FREQUENCIES", "bar_timestamps", "synthetic_ohlcv",
-           "synthetic_series", "synthetic_universe"]
+__all__ = ["TINY_MODEL", "TINY_TOKENIZER", "bar_timestamps", "synthetic_ohlcv", "synthetic_series",
+           "synthetic_universe"]
 
 TINY_MODEL: KronosConfig = SIZES["test"].model
 TINY_TOKENIZER: TokenizerConfig = SIZES["test"].tokenizer
 
-# frequency name -> bar length in minutes (daily bars are one per business day)
-FREQUENCIES = {"1min": 1, "5min": 5, "15min": 15, "30min": 30, "60min": 60, "1d": 1440}
-_SESSION_OPEN_MIN, _SESSION_CLOSE_MIN = 9 * 60 + 30, 16 * 60
 
-
-def bar_timestamps(n: int, freq: str = "5min", start: str = "2024-01-02") -> np.ndarray:
-    """``n`` bar-close timestamps from ``start`` on a weekday 09:30–16:00 session calendar
-    (daily bars: one per weekday at midnight, as vendors stamp them)."""
+@functools.lru_cache(maxsize=64)
+def _stamps(n: int, freq: str, start: str, calendar: str) -> np.ndarray:
     import pandas as pd
 
-    if freq not in FREQUENCIES:
-        raise ValueError(f"unknown frequency {freq!r}; choose one of {sorted(FREQUENCIES)}")
+    from .rules import MarketCalendar
+
+    out = MarketCalendar(calendar, freq).next_bars(pd.Timestamp(start) - pd.Timedelta(1, "ns"), n)
+    out.setflags(write=False)
+    return out
+
+
+def bar_timestamps(n: int, freq: str = "5min", start: str = "2024-01-02", calendar: str = "XNYS") -> np.ndarray:
+    """The first ``n`` bar stamps of ``calendar`` at ``freq`` from ``start`` on (``kronos_core.rules``
+    calendars: XNYS 5-minute bars close at 09:35 ... 16:00; daily bars are stamped at midnight)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    if freq == "1d":
-        return pd.bdate_range(start=start, periods=n).to_numpy(dtype="datetime64[ns]")
-    step = FREQUENCIES[freq]
-    per_day = np.arange(_SESSION_OPEN_MIN + step, _SESSION_CLOSE_MIN + 1, step)
-    days = pd.bdate_range(start=start, periods=n // len(per_day) + 2).to_numpy(dtype="datetime64[m]")
-    grid = (days[:, None] + per_day[None, :].astype("timedelta64[m]")).reshape(-1)
-    return grid[:n].astype("datetime64[ns]")
+    if n == 0:
+        return np.empty(0, dtype="datetime64[ns]")
+    return _stamps(int(n), str(freq), str(start), str(calendar)).copy()
 
 
 def synthetic_ohlcv(n: int, freq: str = "5min", seed: int = 0, start: str = "2024-01-02",
-                    price: float | None = None, volatility: float | None = None):
+                    price: float | None = None, volatility: float | None = None, calendar: str = "XNYS"):
     """A DataFrame of ``n`` candles: ``timestamps, open, high, low, close, volume, amount``."""
     import pandas as pd
 
@@ -62,22 +63,22 @@ def synthetic_ohlcv(n: int, freq: str = "5min", seed: int = 0, start: str = "202
     volume = np.round(rng.lognormal(mean=8, sigma=0.6, size=n) * (1 + 5 * np.abs(rets) / vol))
     amount = volume * (open_ + high + low + close) / 4
     return pd.DataFrame({
-        "timestamps": bar_timestamps(n, freq, start),
+        "timestamps": bar_timestamps(n, freq, start, calendar),
         "open": open_, "high": high, "low": low, "close": close, "volume": volume, "amount": amount,
     })
 
 
-def synthetic_series(key: str, n: int, pred_len: int, freq: str = "5min", seed: int = 0,
-                     start: str = "2024-01-02") -> Series:
+def synthetic_series(symbol: str, n: int, pred_len: int, freq: str = "5min", seed: int = 0,
+                     start: str = "2024-01-02", calendar: str = "XNYS") -> Series:
     """A ready ``Series`` of ``n`` observed bars and ``pred_len`` future timestamps on the same calendar."""
-    df = synthetic_ohlcv(n + pred_len, freq=freq, seed=seed, start=start)
+    df = synthetic_ohlcv(n + pred_len, freq=freq, seed=seed, start=start, calendar=calendar)
     ts = df["timestamps"].to_numpy(dtype="datetime64[ns]")
-    return Series.from_frame(key, df.iloc[:n], timestamps=ts[:n], future_timestamps=ts[n:])
+    return Series.from_frame(symbol, df.iloc[:n], timestamps=ts[:n], future_timestamps=ts[n:])
 
 
 def synthetic_universe(n_series: int, min_len: int, max_len: int, pred_len: int, freq: str = "5min",
                        seed: int = 0) -> list[Series]:
-    """``n_series`` ragged series (lengths uniform in [min_len, max_len]) with keys ``S0000, S0001, ...``."""
+    """``n_series`` ragged series (lengths uniform in [min_len, max_len]) with symbols ``S0000, S0001, ...``."""
     if not 1 <= min_len <= max_len:
         raise ValueError(f"need 1 <= min_len <= max_len, got {min_len}, {max_len}")
     rng = np.random.default_rng(seed)

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from . import load_config, run_job, write_synthetic_market
+    from . import load_job_config, run_job, write_synthetic_market
 
     if args.synthetic:
         m = write_synthetic_market(args.synthetic, n_symbols=args.symbols, n_bars=args.bars, end=args.end)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if flag is not None:
             overrides[key] = flag
     try:
-        cfg = load_config(args.config, **overrides)
+        cfg = load_job_config(args.config, **overrides)
     except ValidationError as e:
         print(f"kronos-batch: invalid config {args.config}:\n{e}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import uuid
+from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
@@ -37,7 +38,8 @@ import pyarrow.parquet as pq
 from .config import StorageConfig
 from .storage import create_exclusive, filesystem, join, strip_protocol, to_url, with_retries
 
-__all__ = ["PartitionLockedError", "ConcurrentCommitError", "as_of_tag", "model_slug", "partition_path",
+__all__ = ["PartitionLockedError", "ConcurrentCommitError", "Partition", "list_partitions", "read_partition_at",
+           "as_of_tag", "model_slug", "partition_path",
            "write_staged", "current_generation", "commit_partition", "read_partition", "TABLES"]
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,11 @@ def model_slug(model_ref: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", ref).strip("-") or "model"
 
 
+AS_OF_KEY, MODEL_KEY = "as_of_tag", "model_tag"
+
+
 def partition_rel(as_of, model_ref: str) -> str:
-    return f"as_of_tag={as_of_tag(as_of)}/model_tag={model_slug(model_ref)}"
+    return f"{AS_OF_KEY}={as_of_tag(as_of)}/{MODEL_KEY}={model_slug(model_ref)}"
 
 
 def partition_path(root: str, table: str, as_of, model_ref: str) -> str:
@@ -184,17 +189,54 @@ def publish_files(fs, root: str, run_id: str, table: str, rel: str, files: list[
     return part
 
 
-def read_partition(url: str, table: str, as_of, model_ref: str, storage: StorageConfig | None = None
-                   ) -> pd.DataFrame:
-    """The committed partition, read through its manifest (consistent even mid-commit or after a crash)."""
+@dataclass(frozen=True)
+class Partition:
+    """A committed partition of one table: its as_of tag, model tag and URL."""
+
+    table: str
+    as_of_tag: str
+    model_tag: str
+    url: str
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        """The partition's as_of (``2024-06-28`` or ``2024-06-28T16-00-00``)."""
+        day, _, clock = self.as_of_tag.partition("T")
+        return pd.Timestamp(f"{day} {clock.replace('-', ':')}" if clock else day)
+
+
+def list_partitions(url: str, table: str, storage: StorageConfig | None = None) -> list[Partition]:
+    """Every committed partition of ``table`` (those with a manifest), sorted by as_of then model."""
     storage = storage or StorageConfig()
     fs = filesystem(url, storage)
-    part = partition_path(strip_protocol(url), table, as_of, model_ref)
+    pattern = join(strip_protocol(url), table, f"{AS_OF_KEY}=*", f"{MODEL_KEY}=*", MANIFEST)
+    out = []
+    for m in with_retries(lambda: fs.glob(pattern), f"list {to_url(join(strip_protocol(url), table), url)}",
+                          storage.retries):
+        part = m.rsplit("/", 1)[0]
+        a, mdl = part.rsplit("/", 2)[-2:]
+        out.append(Partition(table, a.split("=", 1)[1], mdl.split("=", 1)[1], to_url(part, url)))
+    return sorted(out, key=lambda p: (p.as_of, p.model_tag))
+
+
+def read_partition_at(partition_url: str, storage: StorageConfig | None = None,
+                      columns: list[str] | None = None) -> pd.DataFrame:
+    """A committed partition by URL, read through its manifest (consistent even mid-commit or after a crash).
+    Raises ``FileNotFoundError`` if the partition has no manifest."""
+    storage = storage or StorageConfig()
+    fs = filesystem(partition_url, storage)
+    part = strip_protocol(partition_url)
     m = _read_json(fs, join(part, MANIFEST), storage.retries)
     if m is None:
-        raise FileNotFoundError(f"no committed partition {to_url(part, url)} (no {MANIFEST})")
+        raise FileNotFoundError(f"no committed partition {partition_url} (no {MANIFEST})")
     tables = []
     for f in m["files"]:
         with fs.open(join(part, f["name"]), "rb") as fh:
-            tables.append(pq.read_table(fh))
-    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
+            tables.append(pq.read_table(fh, columns=columns))
+    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=columns or [])
+
+
+def read_partition(url: str, table: str, as_of, model_ref: str, storage: StorageConfig | None = None
+                   ) -> pd.DataFrame:
+    """The committed partition of ``table`` for (as_of, model), read through its manifest."""
+    return read_partition_at(to_url(partition_path(strip_protocol(url), table, as_of, model_ref), url), storage)

@@ -16,12 +16,13 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = [
-    "StorageConfig", "InputConfig", "UniverseConfig", "CalendarConfig", "ValidationConfig", "ModelConfig",
-    "SamplingConfig", "ComputeConfig", "OutputConfig", "JobConfig", "RunSummary", "load_config",
-]
+from kronos_core import MarketCalendar, PredictorSpec, SamplingParams, defaults
+from kronos_core.rules import DEFAULT_MAX_GAP_FRACTION, DEFAULT_QUANTILES, check_quantile_levels
 
-FREQS = ("1min", "5min", "15min", "30min", "60min", "1h", "1d")
+__all__ = [
+    "StorageConfig", "InputConfig", "UniverseConfig", "ValidationConfig", "ComputeConfig", "OutputConfig",
+    "JobConfig", "RunSummary", "load_job_config",
+]
 
 
 class _Strict(BaseModel):
@@ -79,6 +80,14 @@ class UniverseConfig(_Strict):
             raise ValueError("universe: give either 'symbols' or 'file', not both (neither = every symbol present)")
         return self
 
+    @field_validator("symbols")
+    @classmethod
+    def _no_blank(cls, v):
+        if v is not None and any(not s.strip() for s in v):
+            raise ValueError("universe.symbols holds an empty symbol; remove it (rows without a symbol are "
+                             "always quarantined as empty_symbol)")
+        return v
+
     def resolve(self) -> list[str] | None:
         """The universe as a sorted list, or None for 'all symbols present'."""
         if self.symbols is not None:
@@ -92,64 +101,19 @@ class UniverseConfig(_Strict):
         return None
 
 
-class CalendarConfig(_Strict):
-    """How bar timestamps are laid out: an exchange calendar, or a fixed frequency when ``exchange`` is None.
-
-    Timestamps are bar-close times in the exchange's local wall-clock time (tz-naive), as vendors deliver.
-    Daily bars are stamped at midnight of the session date.
-    """
-
-    freq: str = Field("1d", description=f"bar frequency, one of {FREQS}")
-    exchange: str | None = Field("XNYS", description="exchange_calendars code (XNYS, XHKG, XLON, ...); "
-                                                     "None = fixed-frequency fallback (24/7 markets)")
-
-    @field_validator("freq")
-    @classmethod
-    def _freq(cls, v):
-        if v not in FREQS:
-            raise ValueError(f"freq must be one of {FREQS}, got {v!r}")
-        return v
-
-    @field_validator("exchange")
-    @classmethod
-    def _exchange(cls, v):
-        if v is None:
-            return v
-        import exchange_calendars as xcals
-
-        if v not in xcals.get_calendar_names():
-            raise ValueError(f"unknown exchange calendar {v!r}; use an exchange_calendars code such as 'XNYS' "
-                             f"or 'XHKG', or null for a fixed-frequency calendar")
-        return v
-
-    @property
-    def step(self) -> pd.Timedelta:
-        return pd.Timedelta("1h" if self.freq == "60min" else self.freq.replace("1d", "1D"))
-
-
 class ValidationConfig(_Strict):
+    """Per-asset checks of stage 2 (the rules themselves live in ``kronos_core.rules``)."""
+
     min_history: int = Field(32, ge=1, description="bars needed in the window; fewer -> rejected too_short")
-    max_stale_bars: int = Field(1, ge=0, description="calendar bars allowed between an asset's last bar and as_of")
-    max_gap_fraction: float = Field(0.1, ge=0, le=1, description="share of expected calendar bars allowed missing")
-
-
-class ModelConfig(_Strict):
-    model: str = Field("random:mini", description="hub id, local dir, or random:<test|mini|small|base>")
-    tokenizer: str = Field("random:mini", description="hub id, local dir, or random:<size>")
-    model_revision: str | None = None
-    tokenizer_revision: str | None = None
-    device: str = "cpu"
-    dtype: str = "float32"
-    max_context: int | None = Field(None, ge=1)
-    cache: Literal["exact", "rolling", "reference"] = "exact"
-
-
-class SamplingConfig(_Strict):
-    temperature: float = Field(1.0, gt=0)
-    top_k: int = Field(0, ge=0)
-    top_p: float = Field(0.9, gt=0, le=1)
-    sample_count: int = Field(8, ge=1)
-    seed: int = Field(0, ge=0)
+    max_stale_bars: int = Field(1, ge=0, description="calendar bars allowed between an asset's last bar and as_of; "
+                                "such an asset is forecast from its last bar and its steps still count bars "
+                                "after as_of (lag_bars says by how much it was behind)")
+    max_gap_fraction: float = Field(DEFAULT_MAX_GAP_FRACTION, ge=0, le=1,
+                                    description="share of expected calendar bars allowed missing in the window")
+    max_price_ratio: float | None = Field(defaults.MAX_PRICE_RATIO, gt=1,
+                                          description="a close this many times the previous close (or 1/x), or a "
+                                                      "high this many times the low: rejected price_jump; "
+                                                      "null turns the check off")
 
 
 class ComputeConfig(_Strict):
@@ -169,41 +133,32 @@ class ComputeConfig(_Strict):
 
 class OutputConfig(_Strict):
     url: str = Field(..., description="root of the output tables (local folder or s3://bucket/prefix)")
-    quantiles: list[float] = Field([0.1, 0.5, 0.9], description="levels of the close quantile columns")
+    quantiles: list[float] = Field(list(DEFAULT_QUANTILES), description="levels of the close quantile columns")
     lock_timeout_s: float = Field(3600, gt=0, description="a commit lock older than this counts as abandoned")
 
     @field_validator("quantiles")
     @classmethod
     def _q(cls, v):
-        if any(not 0 < q < 1 for q in v) or len(set(v)) != len(v):
-            raise ValueError(f"quantiles must be unique levels in (0, 1), got {v}")
-        return sorted(v)
-
-
-class ChaosConfig(_Strict):
-    """Fault injection for reliability drills and tests; off by default."""
-
-    kill_actor_once_marker: str | None = Field(
-        None, description="local path: the first forecast actor to reach its 2nd batch creates this file and "
-                          "kills its own process (os._exit), once per marker")
+        return list(check_quantile_levels(v, "output.quantiles"))
 
 
 class JobConfig(_Strict):
     """One batch forecast run: read bars as of ``as_of``, validate, forecast, write partitioned tables."""
 
     as_of: pd.Timestamp = Field(..., description="point in time (exchange-local wall clock); bars after it are ignored")
-    lookback: int = Field(256, ge=2, description="bars of history per asset fed to the model")
-    pred_len: int = Field(16, ge=1, description="steps to forecast")
+    lookback: int = Field(defaults.LOOKBACK, ge=2, description="bars of history per asset fed to the model")
+    pred_len: int = Field(defaults.PRED_LEN, ge=1, description="steps to forecast: step k is the k-th calendar "
+                          "bar after as_of, for every asset")
     input: InputConfig
     output: OutputConfig
     universe: UniverseConfig = UniverseConfig()
-    calendar: CalendarConfig = CalendarConfig()
+    calendar: MarketCalendar = Field(default_factory=MarketCalendar, description="the market's calendar and bar "
+                                     "frequency (kronos_core.rules): validation and future timestamps")
     validation: ValidationConfig = ValidationConfig()
-    model: ModelConfig = ModelConfig()
-    sampling: SamplingConfig = SamplingConfig()
+    model: PredictorSpec = Field(default_factory=PredictorSpec, description="what to load and how to run it")
+    sampling: SamplingParams = Field(default_factory=SamplingParams, description="how sample paths are drawn")
     compute: ComputeConfig = ComputeConfig()
     storage: StorageConfig = StorageConfig()
-    chaos: ChaosConfig = ChaosConfig()
     run_id: str | None = Field(None, description="defaults to a fresh <utc time>-<random> id")
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
@@ -225,6 +180,13 @@ class JobConfig(_Strict):
         if self.validation.min_history > self.lookback:
             raise ValueError(f"validation.min_history ({self.validation.min_history}) must be <= lookback "
                              f"({self.lookback}); lower min_history or raise lookback")
+        gpus, device = self.compute.num_gpus, self.model.device
+        if gpus > 0 and device in ("cpu", "mps"):
+            raise ValueError(f"compute.num_gpus={gpus:g} reserves GPUs but model.device is {device!r}; set "
+                             "model.device to 'auto' (or 'cuda') or compute.num_gpus to 0")
+        if gpus == 0 and device.startswith("cuda"):
+            raise ValueError(f"model.device is {device!r} but compute.num_gpus is 0: Ray gives the actors no GPU; "
+                             "set compute.num_gpus (e.g. 1, or 0.5 to share a GPU) or model.device to 'auto'")
         return self
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -235,7 +197,7 @@ class JobConfig(_Strict):
         return d
 
 
-def load_config(path: str | Path, **overrides: Any) -> JobConfig:
+def load_job_config(path: str | Path, **overrides: Any) -> JobConfig:
     """Read a YAML job config and apply dotted overrides (``{"compute.concurrency": 4}``)."""
     import yaml
 
@@ -271,6 +233,8 @@ class RunSummary:
     files_read: int = 0
     model: str = ""
     reject_reasons: dict[str, int] = field(default_factory=dict)
+    forecast_flags: dict[str, int] = field(default_factory=dict)
+    assets_lagged: int = 0
     stage_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,6 +245,8 @@ class RunSummary:
                  f"  assets read      {self.assets_read}",
                  f"  assets forecast  {self.assets_forecast}",
                  f"  assets rejected  {self.assets_rejected}  {self.reject_reasons or ''}",
+                 f"  assets lagged    {self.assets_lagged} (forecast from a last bar before as_of)",
+                 f"  forecast flags   {self.forecast_flags or 'none'}",
                  f"  rows written     {self.rows_written}",
                  f"  bytes read       {self.bytes_read:,} in {self.files_read} files",
                  f"  wall time        {self.wall_s:.1f} s  ({self.series_per_s:.1f} series/s)",

@@ -10,108 +10,87 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import defaultdict
 
 import numpy as np
 import pyarrow as pa
 
-from .config import ChaosConfig, ModelConfig, SamplingConfig
+from kronos_core import PredictorSpec, SamplingParams, Series
+from kronos_core.rules import FIELDS, forecast_flags
 
-__all__ = ["Forecaster", "FORECAST_SCHEMA", "load_predictor"]
+__all__ = ["ForecastActor", "FORECAST_SCHEMA"]
 
 log = logging.getLogger(__name__)
+_CLOSE = FIELDS.index("close")
 
-# one row per asset; ``mean`` is (P, 6) and ``close_q`` is (Q, P), flattened row-major
+# one row per asset; ``mean`` is (P, 6) and ``close_q`` is (Q, P), flattened row-major, for the pred_len
+# steps after as_of; ``future_timestamps`` are those steps' stamps
 FORECAST_SCHEMA = pa.schema([
     ("symbol", pa.string()), ("n_bars", pa.int64()), ("last_close", pa.float64()),
     ("future_timestamps", pa.list_(pa.int64())), ("mean", pa.list_(pa.float32())),
-    ("close_q", pa.list_(pa.float32())), ("p_up", pa.float64()), ("error", pa.string()),
-    ("model_info", pa.string()),
+    ("close_q", pa.list_(pa.float32())), ("p_up", pa.float64()), ("p_flat", pa.float64()), ("flags", pa.string()),
+    ("lag_bars", pa.int64()), ("error", pa.string()), ("model_info", pa.string()),
 ])
 
 
-def load_predictor(cfg: ModelConfig):
-    from kronos_core import KronosPredictor
-
-    kwargs = {"cache": cfg.cache}
-    return KronosPredictor.from_pretrained(cfg.model, cfg.tokenizer, device=cfg.device, dtype=cfg.dtype,
-                                           model_revision=cfg.model_revision,
-                                           tokenizer_revision=cfg.tokenizer_revision,
-                                           max_context=cfg.max_context, **kwargs)
-
-
-class Forecaster:
+class ForecastActor:
     """Ray Data callable class: ``__init__`` runs once per actor (loads weights), ``__call__`` per batch."""
 
-    def __init__(self, model: ModelConfig, sampling: SamplingConfig, pred_len: int, quantiles: list[float],
-                 num_threads: int | None = None, chaos: ChaosConfig | None = None, predictor=None):
-        import torch
+    def __init__(self, spec: PredictorSpec, sampling: SamplingParams, pred_len: int, quantiles: list[float],
+                 num_threads: int | None = None, predictor=None):
+        import torch  # here, not at import: the job's CPU-only tasks import this module without torch
 
-        from kronos_core import SamplingParams
+        from kronos_core import KronosPredictor
 
         if num_threads:
             torch.set_num_threads(max(1, int(num_threads)))
-        self.predictor = predictor if predictor is not None else load_predictor(model)
-        self.sampling = SamplingParams(**sampling.model_dump())
+        self.predictor = predictor if predictor is not None else KronosPredictor.from_spec(spec)
+        self.sampling = sampling
         self.pred_len = pred_len
         self.quantiles = tuple(quantiles)
         self.info = json.dumps(self.predictor.describe(), sort_keys=True)
-        self.chaos = chaos or ChaosConfig()
-        self.batches = 0
         log.info("forecast actor ready (pid %d): %s", os.getpid(), self.info)
 
-    def _maybe_die(self) -> None:
-        marker = self.chaos.kill_actor_once_marker
-        if marker and self.batches == 2:
-            try:
-                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                return
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            log.error("chaos: killing forecast actor pid %d mid-job", os.getpid())
-            os._exit(1)
-
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from kronos_core import Series
-
-        self.batches += 1
-        self._maybe_die()
         if "is_valid" in batch.column_names:
             batch = batch.filter(batch["is_valid"])
-        symbols = batch["symbol"].to_pylist()
-        series, errors = [], {}
-        for sym, ts, flat, fut in zip(symbols, batch["timestamps"].to_pylist(), batch["values"].to_pylist(),
-                                      batch["future_timestamps"].to_pylist(), strict=True):
+        rows = batch.to_pylist()
+        errors: dict[str, str] = {}
+        by_horizon: dict[int, list[Series]] = defaultdict(list)  # lagged assets forecast further ahead
+        for r in rows:
             try:
-                series.append(Series(key=sym, timestamps=np.asarray(ts, np.int64).astype("datetime64[ns]"),
-                                     values=np.asarray(flat, np.float64).reshape(-1, 6),
-                                     future_timestamps=np.asarray(fut, np.int64).astype("datetime64[ns]")))
+                s = Series(symbol=r["symbol"], timestamps=np.asarray(r["timestamps"], np.int64).astype("datetime64[ns]"),
+                           values=np.asarray(r["values"], np.float64).reshape(-1, 6),
+                           future_timestamps=np.asarray(r["future_timestamps"], np.int64).astype("datetime64[ns]"))
+                by_horizon[s.pred_len].append(s)
             except (ValueError, TypeError) as e:  # validate should have caught it; quarantine, never crash
-                errors[sym] = f"forecast_input: {e}"
-        res = None
-        if series:
-            res = self.predictor.forecast(series, pred_len=self.pred_len, sampling=self.sampling,
-                                          quantiles=self.quantiles)
-        ci = 3  # FIELDS.index("close")
-        rows = {k: [] for k in FORECAST_SCHEMA.names}
-        pos = {k: i for i, k in enumerate(res.keys)} if res is not None else {}
-        for sym, n, fut in zip(symbols, batch["n_bars"].to_pylist(), batch["future_timestamps"].to_pylist(),
-                               strict=True):
-            rows["symbol"].append(sym)
-            rows["n_bars"].append(n)
-            rows["future_timestamps"].append(fut)
-            rows["model_info"].append(self.info)
+                errors[r["symbol"]] = f"forecast_input: {e}"
+        results = {}
+        for horizon, series in by_horizon.items():
+            res = self.predictor.forecast(series, pred_len=horizon, sampling=self.sampling, quantiles=self.quantiles)
+            for i, sym in enumerate(res.symbols):
+                results[sym] = (res, i)
+        out = {k: [] for k in FORECAST_SCHEMA.names}
+        for r in rows:
+            sym = r["symbol"]
+            for k in ("symbol", "n_bars", "lag_bars"):
+                out[k].append(r[k])
+            out["model_info"].append(self.info)
             if sym in errors:
-                rows["last_close"].append(None)
-                rows["mean"].append([])
-                rows["close_q"].append([])
-                rows["p_up"].append(None)
-                rows["error"].append(errors[sym])
+                for k in ("last_close", "p_up", "p_flat", "flags"):
+                    out[k].append(None)
+                for k in ("future_timestamps", "mean", "close_q"):
+                    out[k].append([])
+                out["error"].append(errors[sym])
                 continue
-            i = pos[sym]
-            rows["last_close"].append(float(res.last_close[i]))
-            rows["mean"].append(res.mean[i].reshape(-1).tolist())
-            rows["close_q"].append(res.quantiles[i, :, :, ci].reshape(-1).tolist())
-            rows["p_up"].append(float(res.p_up[i]))
-            rows["error"].append(None)
-        return pa.table(rows, schema=FORECAST_SCHEMA)
+            res, i = results[sym]
+            keep = slice(-self.pred_len, None)  # the steps after as_of (a lagged asset's first ones dropped)
+            out["future_timestamps"].append(r["future_timestamps"][keep])
+            out["last_close"].append(float(res.last_close[i]))
+            out["mean"].append(res.mean[i, keep].reshape(-1).tolist())
+            out["close_q"].append(res.quantiles[i, :, keep, _CLOSE].reshape(-1).tolist())
+            out["p_up"].append(float(res.p_up[i]))
+            out["p_flat"].append(float(res.p_flat[i]))
+            out["flags"].append(";".join(forecast_flags(res.mean[i, keep], res.quantiles[i, :, keep, _CLOSE])) or None)
+            out["error"].append(None)
+        return pa.table(out, schema=FORECAST_SCHEMA)

@@ -1,17 +1,18 @@
 """run_job: the batch forecast as a numbered list of Ray Data stages.
 
-    0. plan      (driver)  calendar grid, as-of window, partition + row-group pruning, partition generations
+    0. plan      (driver)  calendar bars, as-of window, partition + row-group pruning, partition generations
     1. read      (CPU)     planned row groups only -> bars -> group by symbol -> last ``lookback`` bars
-    2. validate  (CPU)     is_valid / reject_reason per asset
-    3. future    (CPU)     calendar-correct future timestamps per asset
-    4. forecast  (actors)  Forecaster: predictor loaded once per actor; ragged batches; per-asset seeds
-    5. postprocess (CPU)   long rows (symbol, step) + quantiles + p_up + lineage
+    2. validate  (CPU)     is_valid / reject_reason per asset (kronos_core.rules)
+    3. future    (CPU)     the pred_len calendar bars after as_of, per asset (lagged assets: from their last bar)
+    4. forecast  (actors)  ForecastActor: predictor loaded once per actor; ragged batches; per-asset seeds
+    5. postprocess (CPU)   long rows (symbol, step) + quantiles + p_up + flags + lineage
     6. write     (CPU)     staged parquet files -> per-partition atomic commit (manifest, _SUCCESS last)
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import subprocess
@@ -19,20 +20,19 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .calendars import future_batch, job_grid
 from .commit import TABLES, commit_partition, current_generation, write_staged
-from .config import CalendarConfig, JobConfig, RunSummary, load_config
-from .forecast import Forecaster
+from .config import JobConfig, RunSummary, load_job_config
+from .forecast import ForecastActor
+from .future import future_batch, run_grid, window_start
 from .postprocess import forecast_rows, lineage, rejected_rows
-from .read import plan_read, read_files, window_group
+from .read import ReadPlan, plan_read, read_files, window_group
 from .storage import join
 from .validate import validate_batch
 
-__all__ = ["run_job", "window_start", "code_version"]
+__all__ = ["run_job", "code_version"]
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +53,13 @@ def code_version() -> str:
     return f"{v}+g{sha}" if sha else v
 
 
-def window_start(grid: np.ndarray | None, cal: CalendarConfig, as_of: pd.Timestamp, lookback: int) -> pd.Timestamp:
-    """Stamp of the oldest bar in a full ``lookback`` window ending at ``as_of``."""
-    if grid is None:
-        return as_of.floor(cal.step) - (lookback - 1) * cal.step
-    i = int(np.searchsorted(grid, np.datetime64(as_of, "ns"), side="right"))  # bars <= as_of
-    if i < lookback:
-        raise ValueError(f"calendar grid holds only {i} bars before as_of={as_of}; lookback={lookback} is too long")
-    return pd.Timestamp(grid[i - lookback])
-
-
 def _ensure_ray(address: str | None) -> bool:
     """Reuse an initialised Ray; otherwise start/join one. True if this call started it."""
     import ray
 
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a local job does not report usage (set to 1 to)
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
@@ -81,14 +71,18 @@ def _coerce(config) -> JobConfig:
     if isinstance(config, JobConfig):
         return config
     if isinstance(config, (str, Path)):
-        return load_config(config)
+        return load_job_config(config)
     if isinstance(config, dict):
         return JobConfig.model_validate(config)
     raise TypeError(f"config must be a JobConfig, a dict or a path to a YAML file, got {type(config).__name__}")
 
 
-def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> RunSummary:
-    """Run one batch forecast; returns what it did. Raises on a permanent storage error (nothing published)."""
+def run_job(config: JobConfig | dict | str | Path, progress: bool = False,
+            actor_cls: type = ForecastActor) -> RunSummary:
+    """Run one batch forecast; returns what it did. Raises on a permanent storage error (nothing published).
+
+    ``actor_cls`` is the stage-4 callable class (a subclass of ``ForecastActor``; tests inject faults with one).
+    """
     import ray
 
     cfg = _coerce(config)
@@ -106,10 +100,10 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
     # the pull-based sort shuffle 0.9 s. Actors are restarted and their tasks retried by default (-1/-1).
     ctx.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     try:
-        # 0. plan (driver): calendar, as-of window, pruned read plan, the generations we will replace
+        # 0. plan (driver): calendar bars, as-of window, pruned read plan, the generations we will replace
         t = time.perf_counter()
-        grid = job_grid(cal, as_of, cfg.lookback, cfg.pred_len)
-        start = window_start(grid, cal, as_of, cfg.lookback)
+        grid = run_grid(cal, as_of, cfg.lookback, cfg.pred_len)
+        start = pd.Timestamp(window_start(grid, as_of, cfg.lookback))
         universe = cfg.universe.resolve()
         plan = plan_read(cfg.input.url, cfg.input.layout, storage, start, as_of, universe)
         if not plan.files:
@@ -129,13 +123,13 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
                                            universe=universe))
         n_parts = max(1, min(64, len(plan.files), 4 * (os.cpu_count() or 1)))
         ds = ds.groupby("symbol", num_partitions=n_parts).map_groups(window_group, batch_format="pyarrow",
-                                             fn_kwargs={"lookback": cfg.lookback})
+                                                                      fn_kwargs={"lookback": cfg.lookback})
         # 2. validate (CPU)
         ds = ds.map_batches(validate_batch, batch_format="pyarrow",
                             fn_kwargs=dict(as_of=as_of, grid=grid, cal=cal, cfg=cfg.validation))
         # 3. future timestamps (CPU)
         ds = ds.map_batches(future_batch, batch_format="pyarrow",
-                            fn_kwargs=dict(grid=grid, cal=cal, pred_len=cfg.pred_len))
+                            fn_kwargs=dict(grid=grid, cal=cal, pred_len=cfg.pred_len, as_of=as_of))
         assets = ds.materialize()
         stage_s["read_validate"] = time.perf_counter() - t
 
@@ -145,11 +139,11 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
         # invalid assets are skipped inside the actor: a separate filter task could starve when the
         # actors hold every CPU (seen with one actor x all CPUs)
         fc = assets.map_batches(
-            Forecaster, batch_size=c.batch_size, batch_format="pyarrow",
+            actor_cls, batch_size=c.batch_size, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=c.concurrency), num_cpus=c.num_cpus, num_gpus=c.num_gpus,
-            fn_constructor_kwargs=dict(model=cfg.model, sampling=cfg.sampling, pred_len=cfg.pred_len,
-                                       quantiles=cfg.output.quantiles, num_threads=max(1, int(c.num_cpus)),
-                                       chaos=cfg.chaos)).materialize()
+            fn_constructor_kwargs=dict(spec=cfg.model, sampling=cfg.sampling, pred_len=cfg.pred_len,
+                                       quantiles=cfg.output.quantiles, num_threads=max(1, int(c.num_cpus)))
+        ).materialize()
         stage_s["forecast"] = time.perf_counter() - t
 
         # 5. postprocess (CPU) and 6a. write staged files (CPU)
@@ -163,34 +157,15 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
                                                                table="forecasts")).take_all()}
         # one small driver-side pass over each materialized dataset's metadata columns
         meta = assets.select_columns(["symbol", "n_bars", "is_valid", "reject_reason", "last_timestamp"]).to_pandas()
-        fc_meta = fc.select_columns(["symbol", "n_bars", "error", "model_info"]).to_pandas()
+        fc_meta = fc.select_columns(["symbol", "n_bars", "error", "flags", "lag_bars", "model_info"]).to_pandas()
         rejected = _rejected_table(meta, fc_meta, universe, as_of, run)
         staged["rejected"] = [write_staged(rejected, cfg.output.url, storage, run_id, "rejected").to_pylist()[0]]
         stage_s["postprocess_write"] = time.perf_counter() - t
 
         # 6b. commit every touched partition (manifest and _SUCCESS last)
         t = time.perf_counter()
-        n_ok = int(sum(r["rows"] for r in staged["forecasts"]) // cfg.pred_len)
-        summary.assets_read = len(meta)
-        summary.assets_forecast = n_ok
-        summary.assets_rejected = rejected.num_rows
-        summary.rows_written = int(sum(r["rows"] for r in staged["forecasts"]))
-        reasons = pd.Series(rejected["reject_reason"].to_pylist(), dtype=object)
-        summary.reject_reasons = {k: int(v) for k, v in
-                                  reasons.str.split(";").explode().value_counts().items()} if len(reasons) else {}
-        manifest = {
-            "as_of": str(as_of), "created_at": created_at, "model_info": _model_info(fc_meta), "lineage": run,
-            "config": cfg.to_json_dict(), "previous_run_id": generations,
-            "input": {"url": cfg.input.url, "layout": cfg.input.layout, "window_start": str(start),
-                      "bytes_read": plan.bytes_read, "partitions_total": plan.partitions_total,
-                      "partitions_read": plan.partitions_read,
-                      "files": [{"path": f["path"], "row_groups": list(map(int, f["row_groups"]))}
-                                for f in plan.files]},
-            "counts": {"assets_read": summary.assets_read, "assets_forecast": n_ok,
-                       "assets_rejected": summary.assets_rejected, "reject_reasons": summary.reject_reasons},
-        }
-        for r in staged["forecasts"]:
-            r.update(rows=int(r["rows"]), bytes=int(r["bytes"]))
+        _count(summary, staged, meta, fc_meta, rejected, cfg.pred_len)
+        manifest = _manifest(cfg, as_of, created_at, run, fc_meta, generations, start, plan, summary)
         urls = commit_partition(cfg.output.url, storage, run_id, as_of, cfg.model.model, staged, generations,
                                 manifest, cfg.output.lock_timeout_s)
         stage_s["commit"] = time.perf_counter() - t
@@ -207,10 +182,40 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False) -> Ru
     return summary
 
 
-def _model_info(fc_meta: pd.DataFrame) -> dict:
-    import json
+def _count(summary: RunSummary, staged: dict, meta: pd.DataFrame, fc_meta: pd.DataFrame, rejected: pa.Table,
+           pred_len: int) -> None:
+    """Fill the summary's counts from what was staged (and normalise the staged records for the manifest)."""
+    for r in staged["forecasts"]:
+        r.update(rows=int(r["rows"]), bytes=int(r["bytes"]))
+    summary.rows_written = int(sum(r["rows"] for r in staged["forecasts"]))
+    summary.assets_read = len(meta)
+    summary.assets_forecast = summary.rows_written // pred_len
+    summary.assets_rejected = rejected.num_rows
+    reasons = pd.Series(rejected["reject_reason"].to_pylist(), dtype=object)
+    summary.reject_reasons = ({k: int(v) for k, v in reasons.str.split(";").explode().value_counts().items()}
+                              if len(reasons) else {})
+    done = fc_meta[fc_meta["error"].isna()] if len(fc_meta) else fc_meta
+    flags = done["flags"].dropna() if len(done) else pd.Series([], dtype=object)
+    summary.forecast_flags = ({k: int(v) for k, v in flags.str.split(";").explode().value_counts().items()}
+                              if len(flags) else {})
+    summary.assets_lagged = int((done["lag_bars"] > 0).sum()) if len(done) else 0
 
-    return json.loads(fc_meta["model_info"].iloc[0]) if len(fc_meta) else {}
+
+def _manifest(cfg: JobConfig, as_of, created_at: str, run: dict, fc_meta: pd.DataFrame, generations: dict,
+              start: pd.Timestamp, plan: ReadPlan, summary: RunSummary) -> dict:
+    """The commit point's content: lineage, config, input snapshot and counts."""
+    return {
+        "as_of": str(as_of), "created_at": created_at, "lineage": run, "config": cfg.to_json_dict(),
+        "model_info": json.loads(fc_meta["model_info"].iloc[0]) if len(fc_meta) else {},
+        "previous_run_id": generations,
+        "input": {"url": cfg.input.url, "layout": cfg.input.layout, "window_start": str(start),
+                  "bytes_read": plan.bytes_read, "partitions_total": plan.partitions_total,
+                  "partitions_read": plan.partitions_read,
+                  "files": [{"path": f["path"], "row_groups": list(map(int, f["row_groups"]))} for f in plan.files]},
+        "counts": {"assets_read": summary.assets_read, "assets_forecast": summary.assets_forecast,
+                   "assets_rejected": summary.assets_rejected, "reject_reasons": summary.reject_reasons,
+                   "assets_lagged": summary.assets_lagged, "forecast_flags": summary.forecast_flags},
+    }
 
 
 def _rejected_table(meta: pd.DataFrame, fc_meta: pd.DataFrame, universe: list[str] | None, as_of,
@@ -219,13 +224,13 @@ def _rejected_table(meta: pd.DataFrame, fc_meta: pd.DataFrame, universe: list[st
     or named in the universe but absent from the data (so nothing disappears silently).
 
     ``meta``: one row per asset read (symbol, n_bars, is_valid, reject_reason, last_timestamp);
-    ``fc_meta``: one row per asset sent to the model (symbol, n_bars, error, model_info)."""
+    ``fc_meta``: one row per asset sent to the model (symbol, n_bars, error, ...)."""
     cols = ["symbol", "n_bars", "reject_reason", "last_timestamp"]
     if meta.empty:  # nothing read: the dataset may come back without columns
         meta = pd.DataFrame({"symbol": [], "n_bars": [], "is_valid": pd.Series([], dtype=bool),
                              "reject_reason": [], "last_timestamp": []})
     if fc_meta.empty:  # no valid asset: the dataset may come back without columns
-        fc_meta = pd.DataFrame({"symbol": [], "n_bars": [], "error": [], "model_info": []})
+        fc_meta = pd.DataFrame({"symbol": [], "n_bars": [], "error": []})
     frames = [meta.loc[~meta["is_valid"], cols],
               fc_meta.loc[fc_meta["error"].notna(), ["symbol", "n_bars", "error"]]
               .rename(columns={"error": "reject_reason"}).assign(last_timestamp=pd.NaT)]
@@ -233,8 +238,8 @@ def _rejected_table(meta: pd.DataFrame, fc_meta: pd.DataFrame, universe: list[st
         seen = set(meta["symbol"])
         frames.append(pd.DataFrame({"symbol": [s for s in universe if s not in seen], "n_bars": 0,
                                     "reject_reason": "no_data", "last_timestamp": pd.NaT}))
-    df = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
-        pd.DataFrame({c: [] for c in cols})
+    frames = [f for f in frames if len(f)]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in cols})
     df = df.sort_values("symbol", kind="stable")
     tbl = pa.table({"symbol": pa.array(df["symbol"].astype(str).tolist(), pa.string()),
                     "n_bars": pa.array(df["n_bars"].astype("int64").tolist(), pa.int64()),

@@ -1,5 +1,10 @@
 """Stage 5, postprocess: per-asset forecasts -> long rows, one per (symbol, step), with lineage columns;
-rejected assets -> rows of the rejected table."""
+rejected assets -> rows of the rejected table.
+
+``step`` k is the k-th calendar bar after as_of for every asset; ``lag_bars`` says how many bars before
+as_of an asset's last bar was (its forecast starts there); ``flags`` holds forecast warnings
+(``non_positive_price``); ``p_up``/``p_flat`` are shares of sample paths ending above / within rounding of
+the last close."""
 
 from __future__ import annotations
 
@@ -41,6 +46,9 @@ def forecast_rows(batch: pa.Table, as_of, quantiles: list[float], run: dict) -> 
     for k, level in enumerate(quantiles):
         cols[quantile_column(level)] = pa.array(q[:, k, :].reshape(-1))
     cols["p_up"] = pa.array(np.repeat(np.asarray(batch["p_up"].to_pylist(), np.float64), p))
+    cols["p_flat"] = pa.array(np.repeat(np.asarray(batch["p_flat"].to_pylist(), np.float64), p))
+    cols["flags"] = pa.array(np.repeat(np.asarray(batch["flags"].to_pylist(), dtype=object), p), pa.string())
+    cols["lag_bars"] = pa.array(np.repeat(np.asarray(batch["lag_bars"].to_pylist(), np.int64), p))
     cols["last_close"] = pa.array(np.repeat(np.asarray(batch["last_close"].to_pylist(), np.float64), p))
     cols["n_bars"] = pa.array(np.repeat(np.asarray(batch["n_bars"].to_pylist(), np.int64), p))
     for key in ("model", "model_revision", "model_sha256", "tokenizer", "tokenizer_revision", "device", "dtype"):

@@ -18,7 +18,7 @@ import fsspec
 from .config import StorageConfig
 
 __all__ = ["filesystem", "strip_protocol", "join", "with_retries", "create_exclusive", "StorageError",
-           "is_transient"]
+           "is_transient", "s3_error"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,21 +69,67 @@ def join(*parts: str) -> str:
 
 _PERMANENT = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
               ValueError, TypeError, KeyError)
+# S3 error codes (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html) worth a retry
+_TRANSIENT_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                              "RequestTimeoutException", "InternalError", "ServiceUnavailable",
+                              "RequestLimitExceeded", "TooManyRequestsException", "OperationAborted"})
+_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+_TRANSIENT_ERRNO = frozenset({errno.EAGAIN, errno.ECONNRESET, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.EBUSY,
+                              errno.EPIPE, getattr(errno, "EREMOTEIO", errno.EIO)})
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def s3_error(exc: BaseException) -> tuple[str | None, int | None] | None:
+    """(error code, HTTP status) of the first botocore ``ClientError`` in ``exc``'s cause chain, else None
+    (s3fs re-raises client errors as OSError subclasses with the ClientError as the cause)."""
+    for e in _chain(exc):
+        response = getattr(e, "response", None)
+        if isinstance(response, dict) and "Error" in response:
+            code = response["Error"].get("Code")
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return (str(code) if code is not None else None), (int(status) if status is not None else None)
+    return None
+
+
+def _network_types() -> tuple[type, ...]:
+    types: list[type] = [ConnectionError, TimeoutError]
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+
+        types += [BotoConnectionError, HTTPClientError]
+    except ImportError:
+        pass
+    try:
+        import aiohttp
+
+        types += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError]
+    except ImportError:
+        pass
+    return tuple(types)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Connection resets, timeouts, throttling, 5xx: worth retrying. Missing objects, auth, bad input: not."""
+    """Worth retrying: throttling, timeouts, 5xx, dropped connections. Not: missing objects, auth, bad input.
+
+    Decided by error type, S3 error code and HTTP status (never by words in the message: a symbol such as
+    ``S0500`` or a count of 503 rows is not a server error)."""
+    err = s3_error(exc)
+    if err is not None:
+        code, status = err
+        return code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS
     if isinstance(exc, _PERMANENT):
         return False
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    if any(isinstance(e, _network_types()) for e in _chain(exc)):
         return True
-    if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EAGAIN, errno.ECONNRESET, errno.ETIMEDOUT,
-                                                  errno.ECONNREFUSED, errno.EBUSY):
-        return True
-    text = f"{type(exc).__name__} {exc}"
-    return any(s in text for s in ("SlowDown", "Throttl", "InternalError", "ServiceUnavailable", "503", "500",
-                                   "RequestTimeout", "EndpointConnectionError", "ConnectTimeout",
-                                   "ReadTimeout", "Connection reset", "ServerDisconnected"))
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNO
 
 
 def with_retries(fn: Callable[[], T], what: str, retries: int = 4, backoff_s: float = 0.2) -> T:
@@ -122,8 +168,11 @@ def create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> b
         return True
     try:
         fs.pipe_file(path, data, mode="create")
-    except (FileExistsError, OSError) as e:
-        if "PreconditionFailed" in str(e) or "412" in str(e) or isinstance(e, FileExistsError):
+    except FileExistsError:
+        return False
+    except OSError as e:
+        err = s3_error(e)
+        if err is not None and (err[0] == "PreconditionFailed" or err[1] == 412):
             return False
         raise
     fs.invalidate_cache(path)

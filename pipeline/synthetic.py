@@ -16,10 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kronos_core import MarketCalendar
 from kronos_core.testing import synthetic_ohlcv
 
-from .calendars import bar_grid
-from .config import CalendarConfig, StorageConfig
+from .config import StorageConfig
 from .storage import filesystem, join, strip_protocol, with_retries
 
 __all__ = ["write_synthetic_market", "SyntheticMarket", "BROKEN_KINDS", "BARS_SCHEMA"]
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 BROKEN_KINDS = {
     "nan": "non_finite", "zero_price": "non_positive_price", "high_low": "high_below_open_close",
     "low_high": "low_above_open_close", "neg_volume": "negative_volume", "duplicate": "duplicate_timestamps",
-    "unsorted": "unsorted_timestamps", "stale": "stale", "short": "too_short", "gaps": "gaps",
+    "unsorted": "unsorted_timestamps", "stale": "stale", "short": "too_short", "gaps": "gaps", "jump": "price_jump",
 }
 
 BARS_SCHEMA = pa.schema([
@@ -45,6 +45,7 @@ class SyntheticMarket:
     layout: str
     symbols: list[str]
     broken: dict[str, str] = field(default_factory=dict)  # symbol -> expected reject reason
+    lagged: list[str] = field(default_factory=list)  # healthy symbols whose last bar is one bar before the end
     rows: int = 0
     files: int = 0
     first: pd.Timestamp | None = None
@@ -81,6 +82,10 @@ def _one_symbol(sym: str, grid: np.ndarray, n: int, seed: int, kind: str | None,
         df, order = df.iloc[: n - 6], order[: n - 6]
     elif kind == "short":
         df, order = df.iloc[n - 5 :], order[n - 5 :]
+    elif kind == "jump":  # one fat-finger bar, 20 bars before the end: a million times the price
+        df.loc[n - 20, ["open", "high", "low", "close"]] *= 1e6
+    elif kind == "lagged":  # one bar behind as_of: valid (max_stale_bars=1), forecast from its last bar
+        df, order = df.iloc[: n - 1], order[: n - 1]
     elif kind == "gaps":
         keep = np.sort(rng.choice(n, size=int(n * 0.6), replace=False))
         keep[-1] = n - 1
@@ -90,40 +95,40 @@ def _one_symbol(sym: str, grid: np.ndarray, n: int, seed: int, kind: str | None,
 
 
 def write_synthetic_market(url: str, n_symbols: int = 100, n_bars: int = 300, min_bars: int | None = None,
-                           end: str | pd.Timestamp = "2024-06-28", calendar: CalendarConfig | None = None,
-                           layout: str = "date", broken: bool = True, seed: int = 0,
+                           end: str | pd.Timestamp = "2024-06-28", calendar: MarketCalendar | None = None,
+                           layout: str = "date", broken: bool = True, seed: int = 0, lagged: int = 0,
                            storage: StorageConfig | None = None, row_group_size: int = 4096) -> SyntheticMarket:
     """Write ``n_symbols`` ragged series (``min_bars``..``n_bars`` bars, ending at ``end``) under ``url``.
 
     Layouts: ``date`` -> ``<url>/date=YYYY-MM-DD/part-0.parquet`` (all symbols of one session, sorted by
     symbol then time); ``symbol`` -> ``<url>/symbol=XYZ/part-0.parquet``. Returns what was written,
-    including which symbols are broken and the reject reason each should get.
+    including which symbols are broken and the reject reason each should get. ``lagged``: that many healthy
+    symbols (right after the broken ones) end one bar early (``SyntheticMarket.lagged``).
     """
     if layout not in ("date", "symbol"):
         raise ValueError(f"layout must be 'date' or 'symbol', got {layout!r}")
     if n_symbols < 1 or n_bars < 2:
         raise ValueError(f"need n_symbols >= 1 and n_bars >= 2, got {n_symbols}, {n_bars}")
-    calendar = calendar or CalendarConfig()
+    calendar = calendar or MarketCalendar()
     min_bars = min_bars if min_bars is not None else max(2, n_bars // 2)
     end = pd.Timestamp(end)
-    if calendar.freq != "1d" and end == end.normalize():
+    if calendar.frequency.intraday and end == end.normalize():
         end = end + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
-    span_days = int(n_bars / (1 if calendar.freq == "1d" else max(1, pd.Timedelta("6.5h") / calendar.step)) * 1.6) + 10
-    grid = bar_grid(calendar, end - pd.Timedelta(days=span_days), end)
-    if len(grid) < n_bars:
-        raise ValueError(f"calendar grid has only {len(grid)} bars before {end}; widen the window")
-    grid = grid[-n_bars:]
+    grid = calendar.around(end, n_bars, 0)
+    grid = grid[grid <= np.datetime64(end, "ns")][-n_bars:]
     rng = np.random.default_rng(seed)
     width = max(4, len(str(n_symbols - 1)))
     symbols = [f"S{i:0{width}d}" for i in range(n_symbols)]
-    kinds = list(BROKEN_KINDS) if broken else []
-    broken_map = {}
+    kinds = (list(BROKEN_KINDS) if broken else []) + ["lagged"] * lagged
+    broken_map, lagged_syms = {}, []
     frames = []
     lengths = rng.integers(min_bars, n_bars + 1, size=n_symbols)
     for i, sym in enumerate(symbols):
         kind = kinds[i] if i < len(kinds) else None
         n = int(n_bars if kind else lengths[i])
-        if kind:
+        if kind == "lagged":
+            lagged_syms.append(sym)
+        elif kind:
             broken_map[sym] = BROKEN_KINDS[kind]
         frames.append(_one_symbol(sym, grid, n, seed * 1_000_003 + i, kind, rng))
     df = pd.concat(frames, ignore_index=True)
@@ -149,5 +154,5 @@ def write_synthetic_market(url: str, n_symbols: int = 100, n_bars: int = 300, mi
         with_retries(lambda p=path, b=buf.getvalue(): fs.pipe_file(p, b), f"write {path}", retries)
         files += 1
     log.info("synthetic market: %d symbols, %d rows, %d files at %s", n_symbols, len(df), files, url)
-    return SyntheticMarket(url=url, layout=layout, symbols=symbols, broken=broken_map, rows=len(df), files=files,
-                           first=pd.Timestamp(grid[0]), last=pd.Timestamp(grid[-1]))
+    return SyntheticMarket(url=url, layout=layout, symbols=symbols, broken=broken_map, lagged=lagged_syms,
+                           rows=len(df), files=files, first=pd.Timestamp(grid[0]), last=pd.Timestamp(grid[-1]))

@@ -1,8 +1,8 @@
 """Stage 2, validate: every asset gets ``is_valid`` and ``reject_reason``; nothing here raises.
 
-Checks run on the window the model would see. Several reasons are joined with ';' in a fixed order:
-too_short, non_finite, non_positive_price, high_below_open_close, low_above_open_close, negative_volume,
-duplicate_timestamps, unsorted_timestamps, stale, gaps.
+The rules are ``kronos_core.rules`` (the ones the core raises and serving answers 422 with); this stage
+only applies them to the window the model would see and joins the codes with ';' in the order of
+``REASONS``. Stale and too-short are the job's own: they depend on as_of and the configured window.
 """
 
 from __future__ import annotations
@@ -10,73 +10,71 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .calendars import expected_between
-from .config import CalendarConfig, ValidationConfig
+from kronos_core import MarketCalendar
+from kronos_core.rules import CANDLE_CODES, candle_issues, order_issues
+
+from .config import ValidationConfig
 
 __all__ = ["check_asset", "validate_batch", "REASONS"]
 
-REASONS = ("too_short", "non_finite", "non_positive_price", "high_below_open_close", "low_above_open_close",
-           "negative_volume", "duplicate_timestamps", "unsorted_timestamps", "stale", "gaps")
+# every reject reason the job writes, in the order they are joined
+REASONS: dict[str, str] = {
+    "empty_symbol": "rows without a symbol (they belong to no asset)",
+    "too_short": "fewer than validation.min_history bars in the window",
+    "missing_timestamp": "a row of the asset has no timestamp",
+    "timestamp_out_of_range": "a row's timestamp is outside 1677-09-22 .. 2262-04-10",
+    **CANDLE_CODES,
+    "duplicate_timestamps": "two bars with the same timestamp",
+    "unsorted_timestamps": "bars delivered out of time order",
+    "off_calendar": "a bar that is not a bar of the calendar (wrong calendar, frequency or stamp convention)",
+    "stale": "more than validation.max_stale_bars calendar bars between the last bar and as_of",
+    "gaps": "more than validation.max_gap_fraction of the calendar's bars missing in the window",
+    "no_future_calendar": "the calendar has no pred_len bars after the asset's last bar",
+    "forecast_input": "the model refused the input (should not happen after validation)",
+    "no_data": "named in the universe but absent from the data",
+}
 
 
-def check_asset(ts: np.ndarray, values: np.ndarray, as_of: np.datetime64, grid: np.ndarray | None,
-                cal: CalendarConfig, cfg: ValidationConfig) -> list[str]:
-    """Reject reasons for one asset (empty = valid).
+def check_asset(symbol: str, ts: np.ndarray, values: np.ndarray, read_issues: list[str], as_of: np.datetime64,
+                grid: np.ndarray, cal: MarketCalendar, cfg: ValidationConfig) -> list[str]:
+    """Reject reasons for one asset (empty = valid), in ``REASONS`` order.
 
     Args:
         ts: (L,) datetime64[ns] in delivery order.
         values: (L, 6) open, high, low, close, volume, amount.
+        read_issues: codes the read stage found (out-of-range timestamps, amount without volume).
         as_of: the run's point in time.
-        grid: expected bar stamps around the window (None = fixed-frequency calendar).
+        grid: the calendar's bar stamps around the window (``MarketCalendar.around``).
     """
-    reasons = []
-    n = len(ts)
-    if n < cfg.min_history:
-        reasons.append("too_short")
-    if n == 0:
-        return reasons
-    o, h, lo, c, v, a = (values[:, i] for i in range(6))
-    finite = np.isfinite(values)
-    if not finite.all():
-        reasons.append("non_finite")
-    with np.errstate(invalid="ignore"):
-        if (values[:, :4][finite[:, :4]] <= 0).any():
-            reasons.append("non_positive_price")
-        if (h < np.maximum(o, c)).any():
-            reasons.append("high_below_open_close")
-        if (lo > np.minimum(o, c)).any():
-            reasons.append("low_above_open_close")
-        if (v < 0).any() or (a < 0).any():
-            reasons.append("negative_volume")
-    d = np.diff(ts.astype(np.int64))
-    if len(np.unique(ts)) < n:
-        reasons.append("duplicate_timestamps")
-    if (d < 0).any():
-        reasons.append("unsorted_timestamps")
-    last, first = ts.max(), ts.min()
-    if last < as_of:
-        behind = expected_between(grid, cal, last, as_of) - 1  # bars after `last` up to as_of
-        if behind > cfg.max_stale_bars:
-            reasons.append("stale")
-    expected = expected_between(grid, cal, first, last)
-    present = len(np.unique(ts))
-    if expected > 0 and (expected - present) / expected > cfg.max_gap_fraction:
-        reasons.append("gaps")
-    return reasons
+    found = set(read_issues)
+    if symbol == "":
+        found.add("empty_symbol")
+    if len(ts) < cfg.min_history:
+        found.add("too_short")
+    if len(ts):
+        found.update(i.code for i in candle_issues(values, cfg.max_price_ratio))
+        found.update(i.code for i in order_issues(ts))
+        found.update(i.code for i in cal.fit_issues(np.unique(ts), grid, cfg.max_gap_fraction))
+        last = ts.max()
+        if last < as_of and cal.count(last, as_of, grid) - 1 > cfg.max_stale_bars:
+            found.add("stale")
+    return [code for code in REASONS if code in found] + sorted(found - set(REASONS))
 
 
-def validate_batch(batch: pa.Table, as_of, grid: np.ndarray | None, cal: CalendarConfig,
+def validate_batch(batch: pa.Table, as_of, grid: np.ndarray, cal: MarketCalendar,
                    cfg: ValidationConfig) -> pa.Table:
     """Asset rows (``read.ASSET_SCHEMA``) -> the same rows plus ``is_valid``, ``reject_reason``,
     ``last_timestamp``."""
     as_of = np.datetime64(as_of, "ns")
     valid, why, last = [], [], []
-    ts_col, val_col = batch["timestamps"].to_pylist(), batch["values"].to_pylist()
-    for ts_list, flat in zip(ts_col, val_col, strict=True):
+    cols = zip(batch["symbol"].to_pylist(), batch["timestamps"].to_pylist(), batch["values"].to_pylist(),
+               batch["read_issues"].to_pylist(), strict=True)
+    for symbol, ts_list, flat, read_issues in cols:
         ts = np.asarray(ts_list, dtype=np.int64).astype("datetime64[ns]")
         vals = np.asarray(flat, dtype=np.float64).reshape(-1, 6)
         try:
-            reasons = check_asset(ts, vals, as_of, grid, cal, cfg)
+            reasons = check_asset(symbol, ts, vals, (read_issues or "").split(";") if read_issues else [], as_of,
+                                  grid, cal, cfg)
         except Exception as e:  # noqa: BLE001 - a bad asset never fails the job
             reasons = [f"validate_error: {type(e).__name__}: {e}"]
         valid.append(not reasons)

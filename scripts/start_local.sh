@@ -12,7 +12,7 @@ DATA="${KRONOS_DATA_DIR:-$PWD/demo_data}"
 export KRONOS_INPUT_URL="${KRONOS_INPUT_URL:-$DATA/market}"
 export KRONOS_OUTPUT_URL="${KRONOS_OUTPUT_URL:-$DATA/output}"
 export PREFECT_HOME="${PREFECT_HOME:-$DATA/prefect_home}"
-export PREFECT_SERVER_ANALYTICS_ENABLED=false RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 HF_HUB_OFFLINE=1
+export PREFECT_SERVER_ANALYTICS_ENABLED=false RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
 mkdir -p "$PREFECT_HOME"
 
@@ -34,6 +34,6 @@ echo "Market:      $KRONOS_INPUT_URL"
 echo "Output:      $KRONOS_OUTPUT_URL"
 echo "Deployments: nightly-forecast/nightly (cron 17:30 America/New_York Mon-Fri), walk-forward-backtest/backtest"
 echo "CLI trigger: $PREFECT deployment run 'nightly-forecast/nightly' --watch"
-"$PY" -m flows.deploy ${PAUSED:+--paused} &
+"$PY" -m flows.deploy --input-url "$KRONOS_INPUT_URL" --output-url "$KRONOS_OUTPUT_URL" ${PAUSED:+--paused} &
 SERVE=$!
 wait $SERVE

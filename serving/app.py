@@ -1,6 +1,6 @@
 """The Serve application: an HTTP ingress (FastAPI) in front of a multiplexed, batching Forecaster.
 
-    client ──HTTP──▶ Ingress (validate → 422; pick model id)
+    client ──HTTP──▶ Ingress (JSON only → 415; body size → 413; validate → 422; pick model id)
                         │ handle.options(multiplexed_model_id=id).forecast.remote(job)
                         ▼
                      Forecaster replica (models loaded on demand, LRU; @serve.batch across requests)
@@ -8,7 +8,8 @@
                         ▼
                      JobResult / JobError ──▶ Ingress builds the JSON response
 
-``build_app(args)`` is the application builder named in ``serving/serve_config.yaml``.
+Every error response has one shape, ``{"message": ..., "detail": [{"loc", "msg", "type"}, ...]}``
+(``schemas.ErrorBody``). ``build_app(args)`` is the application builder named in ``serving/serve_config.yaml``.
 """
 
 # no `from __future__ import annotations` here: FastAPI must see real types on the ingress methods
@@ -26,36 +27,32 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kronos_core import KronosPredictor
 
 from .batching import Job, JobError, JobResult, call_work, plan_calls, run_call
-from .config import BatchConfig, Limits, ServingConfig
+from .config import DEPLOYMENT_OPTIONS, BatchConfig, ServingConfig
 from .schemas import (
+    ErrorBody,
     ForecastRequest,
     ForecastResponse,
     HealthResponse,
     ModelsResponse,
     RequestError,
     request_to_series,
-    sampling_params,
     series_forecast,
 )
 
 __all__ = ["Forecaster", "Ingress", "build_app", "fastapi_app"]
 
 log = logging.getLogger(__name__)
-
-# Fixed when the class is defined (a Serve decorator argument): set it via the Serve config's
-# runtime_env env_vars. Each loaded model costs its weights in memory (mini ~20 MB, base ~400 MB).
-MAX_MODELS_PER_REPLICA = int(os.environ.get("KRONOS_SERVE_MAX_MODELS_PER_REPLICA", "3"))
 _BATCH = BatchConfig()
 
 
-@serve.deployment(name="Forecaster", max_ongoing_requests=64, user_config=_BATCH.model_dump(),
-                  ray_actor_options={"num_cpus": 1, "num_gpus": 0})
+@serve.deployment(name="Forecaster", user_config=_BATCH.model_dump(), **DEPLOYMENT_OPTIONS["Forecaster"])
 class Forecaster:
-    """Holds up to ``MAX_MODELS_PER_REPLICA`` predictors and batches jobs across concurrent requests."""
+    """Holds up to ``max_models_per_replica`` predictors and batches jobs across concurrent requests."""
 
     def __init__(self, config: dict):
         import torch
@@ -63,12 +60,16 @@ class Forecaster:
         self.config = ServingConfig(**config)
         if self.config.torch_threads:
             torch.set_num_threads(self.config.torch_threads)
-        dev = self.config.device
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if dev == "auto" else dev
         # one worker: model loads and large forecasts never overlap on a replica
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kronos-forecast")
         self._stats = {"batches": 0, "jobs": 0, "forecast_calls": 0, "max_batch_seen": 0, "errors": 0}
         self._batch = _BATCH
+
+        async def load(model_id: str) -> KronosPredictor:
+            return await self._load_predictor(model_id)
+
+        # wired here, not as a decorator, so the LRU size comes from the config (Serve supports this)
+        self.get_predictor = serve.multiplexed(max_num_models_per_replica=self.config.max_models_per_replica)(load)
 
     def reconfigure(self, user_config: dict) -> None:
         """Serve calls this on deploy and on every ``user_config`` change, without a restart."""
@@ -78,14 +79,10 @@ class Forecaster:
         log.info("batching: max_batch_size=%d batch_wait_timeout_s=%.4f", self._batch.max_batch_size,
                  self._batch.batch_wait_timeout_s)
 
-    @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
-    async def get_predictor(self, model_id: str) -> KronosPredictor:
+    async def _load_predictor(self, model_id: str) -> KronosPredictor:
         spec = self.config.models[model_id]  # the ingress only sends known ids
         t0 = time.perf_counter()
-        pred = await asyncio.get_running_loop().run_in_executor(self._pool, lambda: KronosPredictor.from_pretrained(
-            spec.model, spec.tokenizer, device=self.device, dtype=self.config.dtype,
-            model_revision=spec.model_revision, tokenizer_revision=spec.tokenizer_revision,
-            max_context=spec.max_context, cache=spec.cache, batch_size=self.config.predictor_batch_size))
+        pred = await asyncio.get_running_loop().run_in_executor(self._pool, KronosPredictor.from_spec, spec)
         pred.serve_identity = {"id": model_id, **pred.describe()}
         log.info("loaded model %r (%s) in %.1f s", model_id, spec.model, time.perf_counter() - t0)
         return pred
@@ -130,61 +127,87 @@ class Forecaster:
             return [JobError(500, f"forecast failed ({type(e).__name__}: {e})")] * len(jobs)
 
     async def stats(self) -> dict:
-        return {**self._stats, **self._batch.model_dump(), "device": self.device, "pid": os.getpid()}
+        return {**self._stats, **self._batch.model_dump(), "pid": os.getpid()}
 
 
 fastapi_app = FastAPI(
     title="Kronos forecast service",
-    version="0.1.0",
+    version="0.2.0",
     description="On-demand OHLCV forecasts with Kronos foundation models: several models behind one endpoint "
                 "(Ray Serve multiplexing), cross-request dynamic batching. Same seed and symbol give the same "
-                "numbers as `KronosPredictor.forecast`.",
+                "numbers as `KronosPredictor.forecast`. Every error has the body `{message, detail}`.",
 )
+_ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in (
+    (413, "request body over limits.max_body_mb; send fewer series or rows per request"),
+    (415, "the body is not JSON; send it with content-type application/json"),
+    (422, "invalid request: `detail` names each field, `message` says what to fix"),
+    (500, "the model failed; `message` says how"),
+)}
+
+
+def error(status: int, message: str, detail: list | None = None, headers: dict | None = None) -> JSONResponse:
+    """The one error body (``schemas.ErrorBody``)."""
+    return JSONResponse(status_code=status, content={"message": message, "detail": detail or []}, headers=headers)
 
 
 def _clean(errors) -> list[dict]:
     # never echo the client's input back (it can be large, or hold NaN that JSON cannot carry)
-    return [{k: v for k, v in e.items() if k not in ("input", "ctx", "url")} for e in errors]
+    return [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
 
 
 @fastapi_app.exception_handler(RequestValidationError)
 async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     detail = jsonable_encoder(_clean(exc.errors()))
     message = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', '')}" for d in detail)
-    return JSONResponse(status_code=422, content={"detail": detail, "message": message})
+    return error(422, message, detail)
 
 
-# env only (the middleware runs before the Ingress instance and its args): KRONOS_SERVE_MAX_BODY_MB
-_BODY_LIMIT = float(os.environ.get("KRONOS_SERVE_MAX_BODY_MB", "64")) * 2**20
+@fastapi_app.exception_handler(StarletteHTTPException)
+async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+@fastapi_app.exception_handler(Exception)
+async def _on_crash(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s", request.url.path)
+    return error(500, f"internal error ({type(exc).__name__}: {exc})")
+
+
+_JSON_TYPES = ("application/json",)
 
 
 @fastapi_app.middleware("http")
-async def _limit_body(request: Request, call_next):
-    # refuse oversized bodies before FastAPI reads and parses them (chunked bodies: only the row limits apply)
-    size = request.headers.get("content-length")
-    if size is not None and size.isdigit() and int(size) > _BODY_LIMIT:
-        return JSONResponse(status_code=413, content={
-            "message": f"request body of {int(size)} bytes is over the {_BODY_LIMIT / 2**20:g} MiB limit; "
-                       "send fewer series or rows per request"})
+async def _gate(request: Request, call_next):
+    """Before FastAPI reads and parses a body: 415 unless it is JSON, 413 if it is over the size limit
+    (chunked bodies without a length: only the row limits apply)."""
+    if request.method in ("POST", "PUT", "PATCH"):
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in _JSON_TYPES and not kind.endswith("+json"):
+            return error(415, f"content-type {kind or '(none)'!r} is not supported; send the request body as "
+                              "JSON with content-type application/json")
+        limit = getattr(request.app.state, "max_body_bytes", None)
+        size = request.headers.get("content-length")
+        if limit and size is not None and size.isdigit() and int(size) > limit:
+            return error(413, f"request body of {int(size)} bytes is over the {limit / 2**20:g} MiB limit "
+                              "(limits.max_body_mb); send fewer series or rows per request")
     return await call_next(request)
 
 
-@serve.deployment(name="Ingress", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.5})
+@serve.deployment(name="Ingress", **DEPLOYMENT_OPTIONS["Ingress"])
 @serve.ingress(fastapi_app)
 class Ingress:
     def __init__(self, forecaster: DeploymentHandle, config: dict):
         self.forecaster = forecaster
         self.config = ServingConfig(**config)
-        self.limits = Limits.from_env(self.config.limits.model_dump())
+        self.limits = self.config.limits
+        fastapi_app.state.max_body_bytes = self.limits.max_body_mb * 2**20  # this replica's process only
 
     def _model_info(self, model_id: str, identity: dict | None = None) -> dict:
         spec = self.config.models[model_id]
         return {"id": model_id, "model": spec.model, "tokenizer": spec.tokenizer, "description": spec.description,
                 "identity": identity}
 
-    @fastapi_app.post("/v1/forecast", response_model=ForecastResponse,
-                      responses={422: {"description": "invalid request: `message` names the field and the problem"},
-                                 500: {"description": "the model failed; the message says how"}})
+    @fastapi_app.post("/v1/forecast", response_model=ForecastResponse, responses=_ERRORS)
     async def forecast(self, req: ForecastRequest, request: Request):
         """Forecast one or many series. The model comes from `model`, else the `serve_multiplexed_model_id`
         header, else the default."""
@@ -196,29 +219,26 @@ class Ingress:
             series = request_to_series(req, self.limits)
         except RequestError as e:
             raise RequestValidationError([e.detail()]) from None
-        job = Job(model_id=model_id, series=tuple(series), pred_len=req.pred_len, sampling=sampling_params(req),
+        job = Job(model_id=model_id, series=tuple(series), pred_len=req.pred_len, sampling=req.sampling,
                   quantiles=tuple(sorted(req.quantiles)))
         try:
             res = await self.forecaster.options(multiplexed_model_id=model_id).forecast.remote(job)
         except Exception as e:  # replica died, timeout, ...: a clear 500, never a hang
             log.exception("forecaster call failed")
-            return JSONResponse(status_code=500, content={"message": f"forecaster unavailable: {type(e).__name__}: {e}"})
+            return error(500, f"forecaster unavailable: {type(e).__name__}: {e}")
         if isinstance(res, JobError):
             if res.status == 422:
-                return JSONResponse(status_code=422, content={
-                    "detail": [{"loc": ["body", "series"], "msg": res.message, "type": "value_error"}],
-                    "message": f"body.series: {res.message}"})
-            return JSONResponse(status_code=res.status, content={"message": res.message})
+                raise RequestValidationError([RequestError(("body", "series"), res.message).detail()])
+            return error(res.status, res.message)
         if not (np.isfinite(res.mean).all() and np.isfinite(res.close_quantiles).all()):
-            return JSONResponse(status_code=500, content={
-                "message": "the model produced non-finite values; check the input's magnitudes and scale"})
+            return error(500, "the model produced non-finite values; check the input's magnitudes and scale")
         body = {
-            "model": self._model_info(model_id, res.identity),
-            "pred_len": req.pred_len, "seed": req.seed, "sampling": req.sampling.model_dump(),
-            "quantile_levels": list(res.quantile_levels),
-            "forecasts": [series_forecast(res.keys[i], res.future_timestamps[i], res.mean[i], res.quantile_levels,
-                                          res.close_quantiles[i], res.p_up[i], res.last_close[i])
-                          for i in range(len(res.keys))],
+            "model": self._model_info(model_id, res.identity), "pred_len": req.pred_len,
+            "sampling": jsonable_encoder(req.sampling), "quantile_levels": list(res.quantile_levels),
+            "forecasts": [series_forecast(res.symbols[i], res.future_timestamps[i], res.mean[i], res.quantile_levels,
+                                          res.close_quantiles[i], res.p_up[i], res.p_flat[i], res.flags[i],
+                                          res.last_close[i])
+                          for i in range(len(res.symbols))],
         }
         return JSONResponse(content=body, headers={"x-kronos-batch-requests": str(res.batch_requests)})
 
@@ -241,6 +261,6 @@ def build_app(args: dict | None = None):
     """Serve application builder (``import_path: serving.app:build_app``); ``args`` is a ``ServingConfig``."""
     cfg = ServingConfig(**(args or {}))
     # batching lives only in user_config: changing it reconfigures replicas instead of restarting them
-    init = cfg.model_dump(exclude={"batching"})
+    init = cfg.model_dump(mode="json", exclude={"batching"})
     forecaster = Forecaster.options(user_config=cfg.batching.model_dump()).bind(init)
     return Ingress.bind(forecaster, init)

@@ -6,12 +6,11 @@ may differ, since ``forecast`` takes one seed per series. The Serve batch handle
 concurrent requests and:
 
 1. groups them by ``Job.group_key`` (model, pred_len, SamplingParams without the seed, quantiles);
-2. packs each group into as few forecast calls as possible whose series keys are disjoint (the key
-   seeds the paths, so it must stay the client's symbol; two requests with the same symbol go to two
-   calls);
+2. packs each group into as few forecast calls as possible whose symbols are disjoint (the symbol
+   seeds the paths, so it must stay the client's; two requests with the same symbol go to two calls);
 3. runs each call once over the concatenated, ragged series and slices the result back per job.
 
-Because a path's randomness depends only on (seed, key, path index), every job gets exactly the
+Because a path's randomness depends only on (seed, symbol, path index), every job gets exactly the
 numbers a direct ``forecast`` call with its own series would give.
 """
 
@@ -50,12 +49,14 @@ class Job:
 class JobResult:
     """What the ingress needs for one job (no paths: they can be large)."""
 
-    keys: list[str]
+    symbols: list[str]
     future_timestamps: np.ndarray  # (N, P) datetime64[ns]
     mean: np.ndarray  # (N, P, 6) float32
     quantile_levels: tuple[float, ...]
     close_quantiles: np.ndarray  # (N, Q, P) float32
     p_up: np.ndarray  # (N,)
+    p_flat: np.ndarray  # (N,)
+    flags: list[list[str]]
     last_close: np.ndarray  # (N,)
     identity: dict = field(default_factory=dict)
     batch_requests: int = 1  # jobs that shared this job's Serve batch (for stats and tests)
@@ -70,10 +71,10 @@ class JobError:
 
 
 def plan_calls(jobs: Sequence[Job]) -> list[list[int]]:
-    """Indices of ``jobs`` per forecast call: same group key, disjoint series keys; input order kept."""
+    """Indices of ``jobs`` per forecast call: same group key, disjoint symbols; input order kept."""
     calls: list[tuple[tuple, set[str], list[int]]] = []
     for i, job in enumerate(jobs):
-        keys = {s.key for s in job.series}
+        keys = {s.symbol for s in job.series}
         for gk, used, members in calls:
             if gk == job.group_key and not (used & keys):
                 used |= keys
@@ -90,7 +91,7 @@ def call_work(jobs: Sequence[Job]) -> int:
 
 
 def run_call(predictor: KronosPredictor, jobs: Sequence[Job], identity: dict | None = None) -> list[JobResult]:
-    """One ``forecast`` over the series of ``jobs`` (same group key, disjoint keys), sliced per job."""
+    """One ``forecast`` over the series of ``jobs`` (same group key, disjoint symbols), sliced per job."""
     first = jobs[0]
     assert all(j.group_key == first.group_key for j in jobs), "run_call needs jobs with one group key"
     series = [s for j in jobs for s in j.series]
@@ -100,9 +101,10 @@ def run_call(predictor: KronosPredictor, jobs: Sequence[Job], identity: dict | N
     out, a = [], 0
     for j in jobs:
         b = a + len(j.series)
-        out.append(JobResult(keys=res.keys[a:b], future_timestamps=res.future_timestamps[a:b], mean=res.mean[a:b],
-                             quantile_levels=res.quantile_levels, close_quantiles=res.quantiles[a:b, :, :, _CLOSE],
-                             p_up=res.p_up[a:b], last_close=res.last_close[a:b], identity=dict(identity or {}),
-                             batch_requests=len(jobs)))
+        out.append(JobResult(symbols=res.symbols[a:b], future_timestamps=res.future_timestamps[a:b],
+                             mean=res.mean[a:b], quantile_levels=res.quantile_levels,
+                             close_quantiles=res.quantiles[a:b, :, :, _CLOSE], p_up=res.p_up[a:b],
+                             p_flat=res.p_flat[a:b], flags=res.flags[a:b], last_close=res.last_close[a:b],
+                             identity=dict(identity or {}), batch_requests=len(jobs)))
         a = b
     return out

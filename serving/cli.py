@@ -1,6 +1,6 @@
 """``kronos-serve``: run the forecast service locally (local Ray + Serve, blocks until Ctrl-C).
 
-    kronos-serve                                   # serving/serve_config.yaml on 127.0.0.1:8000
+    kronos-serve                                   # the default config (serving/config.py) on 127.0.0.1:8000
     kronos-serve --port 9000 --model ft=/models/ft/model,/models/ft/tokenizer --default-model ft
     kronos-serve --max-batch-size 1                # batching off
 """
@@ -15,21 +15,21 @@ import sys
 import threading
 
 from .config import ServingConfig, parse_model_arg
-from .deploy import DEFAULT_CONFIG, deploy, load_config, override
+from .deploy import deploy, load_serve_config, override
 
 __all__ = ["main", "build_config"]
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kronos-serve", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="Serve config file (default: %(default)s)")
+    p.add_argument("--config", default=None, help="Serve config file (default: the defaults in serving/config.py, "
+                   "which serving/serve_config.yaml also holds)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", action="append", default=[], metavar="ID=MODEL[,TOKENIZER]",
                    help="add a model id (repeatable); MODEL/TOKENIZER: random:<size>, a directory or a hub id")
     p.add_argument("--only-models", action="store_true", help="serve only the --model ids, not the config's")
     p.add_argument("--default-model", help="model id used when a request names none")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--max-batch-size", type=int, help="requests per batch (1 = batching off)")
     p.add_argument("--batch-wait-ms", type=float, help="how long a batch waits to fill, in ms")
     p.add_argument("--replicas", type=int, help="fixed Forecaster replicas (turns autoscaling off)")
@@ -40,19 +40,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def build_config(ns: argparse.Namespace) -> dict:
     """The Serve config dict for the parsed flags (validated against ``ServingConfig``)."""
-    config = load_config(ns.config)
+    config = load_serve_config(ns.config)
     app_args = dict(config["applications"][0].get("args") or {})
     models = {} if ns.only_models else {k: v for k, v in (app_args.get("models") or {}).items()}
     for text in ns.model:
         mid, spec = parse_model_arg(text)
-        models[mid] = spec.model_dump(exclude_defaults=True)
+        models[mid] = {"model": spec.model, "tokenizer": spec.tokenizer}
     args: dict = {"models": models} if models or ns.model else {}
     if ns.default_model:
         args["default_model"] = ns.default_model
     elif ns.only_models and ns.model:
         args["default_model"] = parse_model_arg(ns.model[0])[0]
-    if ns.device:
-        args["device"] = ns.device
     batching = {}
     if ns.max_batch_size is not None:
         batching["max_batch_size"] = ns.max_batch_size

@@ -1,40 +1,43 @@
-"""Serving configuration: which models, request limits, batching. Pydantic, because it arrives from a
-Serve config file (``args:`` / ``user_config:``), environment variables or the ``kronos-serve`` CLI."""
+"""Serving configuration, the one source of the service's defaults: which models, request limits,
+batching, and the Serve deployment options. ``serving/serve_config.yaml`` is generated from this module
+(``python -m serving.deploy --write-config``; a test keeps them equal). Nothing is read from the environment.
+
+Pydantic, because it arrives from a Serve config file (``args:`` / ``user_config:``) or the ``kronos-serve``
+CLI; each model id is a ``kronos_core.PredictorSpec`` plus a description.
+"""
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["BatchConfig", "Limits", "ModelSpec", "ServingConfig", "DEFAULT_MODELS", "parse_model_arg"]
+from kronos_core import PredictorSpec, defaults
+from kronos_core.rules import DEFAULT_MAX_GAP_FRACTION
+
+__all__ = ["BatchConfig", "Limits", "ModelSpec", "ServingConfig", "DEFAULT_MODELS", "DEPLOYMENT_OPTIONS",
+           "parse_model_arg"]
 
 
-class ModelSpec(BaseModel):
-    """One model id: refs accepted by ``KronosPredictor.from_pretrained`` (``random:<size>``, a local
-    directory or a hub id) and optional predictor settings."""
+@dataclass(frozen=True)
+class ModelSpec(PredictorSpec):
+    """One model id: a ``kronos_core.PredictorSpec`` (refs, revisions, device, dtype, context, cache) and a
+    description shown by ``GET /v1/models``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(description="model ref: random:<size>, a local directory or a hub id")
-    tokenizer: str = Field(description="tokenizer ref, same forms as model")
-    model_revision: str | None = None
-    tokenizer_revision: str | None = None
-    max_context: int | None = Field(default=None, ge=1, description="None: the size's default")
-    cache: str = "exact"
-    description: str = ""
+    description: str = field(default="", metadata={"description": "shown by GET /v1/models"})
 
 
 DEFAULT_MODELS: dict[str, ModelSpec] = {
     "test": ModelSpec(model="random:test", tokenizer="random:test", description="tiny random model, for tests"),
-    "mini": ModelSpec(model="random:mini", tokenizer="random:mini", description="Kronos-mini architecture, random weights"),
+    "mini": ModelSpec(model="random:mini", tokenizer="random:mini",
+                      description="Kronos-mini architecture, random weights"),
     "small": ModelSpec(model="random:small", tokenizer="random:small",
                        description="Kronos-small architecture, random weights"),
 }
 
 
 class Limits(BaseModel):
-    """Request limits; each breach is a 422 naming the field. Env: ``KRONOS_SERVE_MAX_SERIES`` etc."""
+    """Request limits and checks; each breach is a 422 naming the field (413 for the body size)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,23 +47,18 @@ class Limits(BaseModel):
     max_pred_len: int = Field(default=256, ge=1)
     max_sample_count: int = Field(default=64, ge=1)
     max_quantiles: int = Field(default=19, ge=0)
-    max_abs_value: float = Field(default=1e15, gt=0, description="|price|, volume and amount above this: 422 "
-                                 "(beyond it float32 normalisation overflows)")
+    max_body_mb: float = Field(default=64, gt=0, description="request bodies above this get 413 before parsing")
+    max_price_ratio: float | None = Field(default=defaults.MAX_PRICE_RATIO, gt=1,
+                                          description="price_jump check (kronos_core.rules); null = off")
+    max_gap_fraction: float = Field(default=DEFAULT_MAX_GAP_FRACTION, ge=0, le=1,
+                                    description="when future timestamps are generated from a calendar: the share "
+                                    "of the calendar's bars a series may miss")
 
     @model_validator(mode="after")
     def _check(self) -> Limits:
         if self.min_pred_len > self.max_pred_len:
             raise ValueError(f"min_pred_len ({self.min_pred_len}) > max_pred_len ({self.max_pred_len})")
         return self
-
-    @classmethod
-    def from_env(cls, base: dict | None = None, environ=os.environ) -> Limits:
-        values = dict(base or {})
-        for name in cls.model_fields:
-            env = f"KRONOS_SERVE_{name.upper()}"
-            if env in environ:
-                values[name] = float(environ[env]) if name == "max_abs_value" else int(environ[env])
-        return cls(**values)
 
 
 class BatchConfig(BaseModel):
@@ -69,7 +67,7 @@ class BatchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_batch_size: int = Field(default=16, ge=1, description="requests per batch; 1 turns batching off")
+    max_batch_size: int = Field(default=32, ge=1, description="requests per batch; 1 turns batching off")
     batch_wait_timeout_s: float = Field(default=0.01, ge=0.0, le=10.0)
 
 
@@ -79,12 +77,11 @@ class ServingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: dict[str, ModelSpec] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
-    default_model: str = "test"
-    device: str = Field(default="auto", description="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
-    dtype: str = "float32"
-    torch_threads: int | None = Field(default=None, ge=1, description="torch.set_num_threads in each replica")
-    max_models_per_replica: int = Field(default=3, ge=1)
-    predictor_batch_size: int = Field(default=64, ge=1, description="series per model call inside a batch")
+    default_model: str = Field(default="mini", description="model id used when a request names none")
+    torch_threads: int | None = Field(default=1, ge=1, description="torch.set_num_threads in each replica (one per "
+                                      "replica CPU: ray_actor_options.num_cpus)")
+    max_models_per_replica: int = Field(default=3, ge=1, description="loaded models kept per Forecaster replica "
+                                        "(LRU); each costs its weights in memory (mini ~20 MB, base ~400 MB)")
     thread_min_work: int = Field(
         default=1_000_000, ge=0, description="forecast calls with at least this much work (sum over series of "
         "sample_count x pred_len x (lookback + pred_len)) run in a worker thread, so a huge request cannot "
@@ -102,6 +99,17 @@ class ServingConfig(BaseModel):
         if self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not one of the models {sorted(self.models)}")
         return self
+
+
+# Serve deployment options: the @serve.deployment decorators use them, and serve_config.yaml is generated
+# from them. max_ongoing_requests of the Forecaster must be >= max_batch_size.
+DEPLOYMENT_OPTIONS: dict[str, dict] = {
+    "Ingress": {"max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.5},
+                "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64}},
+    "Forecaster": {"max_ongoing_requests": 64, "ray_actor_options": {"num_cpus": 1, "num_gpus": 0},
+                   "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 32,
+                                          "upscale_delay_s": 10, "downscale_delay_s": 120}},
+}
 
 
 def parse_model_arg(text: str) -> tuple[str, ModelSpec]:

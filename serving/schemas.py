@@ -1,8 +1,9 @@
 """HTTP schemas (they are the OpenAPI docs at ``/docs``) and the conversions to and from ``kronos_core``.
 
-Structural checks (types, missing fields, NaN/inf) are pydantic's; checks that depend on configurable
-limits or on several fields (row counts, sorted timestamps, pred_len range) raise ``RequestError`` with
-the location of the offending field, which the app turns into the same 422 shape FastAPI uses.
+Structural checks (types, missing fields, NaN/inf) are pydantic's. Everything about the values is a
+``kronos_core.rules`` rule (timestamp range and order, candle checks, the volume/amount fill, frequency,
+calendar, quantile levels, sampling) raising an ``Issue``; ``request_to_series`` turns the first one into
+``RequestError`` at the offending field, which the app answers as 422 in the one error shape (``ErrorBody``).
 """
 
 from __future__ import annotations
@@ -13,16 +14,36 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from kronos_core import FIELDS, SamplingParams, Series, quantile_column
-from kronos_core.series import PRICE_FIELDS
+from kronos_core import FIELDS, MarketCalendar, SamplingParams, Series, defaults, quantile_column
+from kronos_core.rules import (
+    PRICE_FIELDS,
+    RuleError,
+    as_stamps,
+    candle_issues,
+    check_quantile_levels,
+    fill_values,
+    order_issues,
+)
 
-from .calendar import future_timestamps
 from .config import Limits
 
-__all__ = ["ForecastRequest", "ForecastResponse", "HealthResponse", "ModelInfo", "ModelsResponse",
-           "RequestError", "SamplingIn", "SeriesForecast", "SeriesIn", "request_to_series", "series_forecast"]
+__all__ = ["ErrorBody", "ErrorDetail", "ForecastRequest", "ForecastResponse", "HealthResponse", "ModelInfo",
+           "ModelsResponse", "RequestError", "SeriesForecast", "SeriesIn", "request_to_series", "series_forecast"]
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(description="where: e.g. ['body', 'series', 0, 'close']")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response (413, 415, 422, 404, 405, 500) has this shape."""
+
+    message: str = Field(description="what is wrong and how to fix it")
+    detail: list[ErrorDetail] = Field(default_factory=list, description="one entry per invalid field (422)")
 
 
 class RequestError(ValueError):
@@ -42,24 +63,16 @@ class SeriesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     symbol: str = Field(min_length=1, max_length=128, description="series id; with the seed it fixes the paths")
-    timestamps: list[datetime] = Field(description="bar timestamps, strictly increasing (tz-aware → local time)")
+    timestamps: list[datetime] = Field(description="bar timestamps, strictly increasing (tz-aware -> local time)")
     open: list[Finite]
     high: list[Finite]
     low: list[Finite]
     close: list[Finite]
-    volume: list[Finite] | None = Field(default=None, description="optional; missing → 0 (as upstream)")
-    amount: list[Finite] | None = Field(default=None, description="optional; missing → volume × mean(OHLC)")
+    volume: list[Finite] | None = Field(default=None, description="optional; missing -> 0 (as upstream)")
+    amount: list[Finite] | None = Field(default=None, description="optional; missing -> volume x mean(OHLC); "
+                                        "an amount without a volume is refused")
     future_timestamps: list[datetime] | None = Field(
-        default=None, description="pred_len timestamps to forecast; else generated from frequency/calendar")
-
-
-class SamplingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    temperature: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    top_k: int = Field(default=0, ge=0, description="0 = off; wins over top_p; 1 = greedy")
-    top_p: float = Field(default=0.9, gt=0, le=1)
-    sample_count: int = Field(default=8, ge=1, description="paths per series (limit: max_sample_count)")
+        default=None, description="pred_len timestamps to forecast; else generated from freq and calendar")
 
 
 class ForecastRequest(BaseModel):
@@ -69,14 +82,14 @@ class ForecastRequest(BaseModel):
     pred_len: int = Field(ge=1, description="steps to forecast (limits: min_pred_len..max_pred_len)")
     model: str | None = Field(default=None, description="model id (GET /v1/models); else the "
                               "serve_multiplexed_model_id header; else the default model")
-    sampling: SamplingIn = Field(default_factory=SamplingIn)
-    seed: int = Field(default=0, ge=0, lt=2**63)
-    quantiles: list[float] = Field(default=[0.1, 0.5, 0.9], description="levels in (0, 1) for close")
-    frequency: str | None = Field(default=None, description="bar frequency for generated future timestamps: "
-                                  "pandas alias such as '1min', '5min', '1h', '1D', 'B'")
-    calendar: str | None = Field(default=None, description="exchange calendar (exchange_calendars name, e.g. "
-                                 "'XNYS') for generated future timestamps: sessions for daily bars, trading "
-                                 "minutes for intraday bars")
+    sampling: SamplingParams = Field(default_factory=SamplingParams, description="how sample paths are drawn "
+                                     "(kronos_core.SamplingParams; seed with symbol fixes the paths)")
+    quantiles: list[float] = Field(default=list(defaults.QUANTILES), description="levels in (0, 1) for close")
+    freq: str | None = Field(default=None, description="bar frequency for generated future timestamps: 1min .. "
+                             "30min, 1h .. 12h, 1d, 1w, 1mo")
+    calendar: str = Field(default=defaults.CALENDAR, description="market calendar for generated future "
+                          "timestamps: an exchange_calendars code (XNYS, XLON, XHKG, ...), 24/7, FX or weekdays")
+    timezone: str | None = Field(default=None, description="FX calendar only: the stamps' time zone (default UTC)")
 
 
 class SeriesForecast(BaseModel):
@@ -84,7 +97,12 @@ class SeriesForecast(BaseModel):
     timestamps: list[datetime] = Field(description="the pred_len forecast timestamps")
     mean: dict[str, list[float]] = Field(description=f"mean over paths of each field {list(FIELDS)}")
     quantiles: dict[str, list[float]] = Field(description="close quantiles, keyed like close_q10, close_q50")
-    p_up: float = Field(description="share of paths whose last close is above the last observed close")
+    p_up: float = Field(description="share of paths whose last close is above the last observed close (beyond "
+                        "rounding)")
+    p_flat: float = Field(description="share of paths whose last close equals the last observed close up to "
+                          "rounding")
+    flags: list[str] = Field(description="forecast warnings: non_positive_price (a mean price or close "
+                             "quantile <= 0)")
     last_close: float
 
 
@@ -101,8 +119,7 @@ class ModelInfo(BaseModel):
 class ForecastResponse(BaseModel):
     model: ModelInfo
     pred_len: int
-    seed: int
-    sampling: SamplingIn
+    sampling: SamplingParams
     quantile_levels: list[float]
     forecasts: list[SeriesForecast]
 
@@ -117,9 +134,17 @@ class HealthResponse(BaseModel):
     models: list[str]
 
 
-def _stamps(values: list[datetime]) -> np.ndarray:
-    # tz-aware → local wall-clock time, as kronos_core.Series.from_frame does
-    return np.array([v.replace(tzinfo=None) for v in values], dtype="datetime64[ns]")
+def _at(loc: tuple, e: RuleError) -> RequestError:
+    field = e.issue.field
+    return RequestError((*loc, field) if field else loc, e.issue.message)
+
+
+def _stamps(values: list[datetime], loc: tuple) -> np.ndarray:
+    # tz-aware -> local wall-clock time, as kronos_core.Series.from_frame does; range checked before the cast
+    try:
+        return as_stamps(np.array([v.replace(tzinfo=None) for v in values], dtype="datetime64[us]"), loc[-1])
+    except RuleError as e:
+        raise RequestError(loc, e.issue.message) from None
 
 
 def check_request(req: ForecastRequest, limits: Limits) -> None:
@@ -134,20 +159,36 @@ def check_request(req: ForecastRequest, limits: Limits) -> None:
                            f"{req.sampling.sample_count} > max_sample_count {limits.max_sample_count}")
     if len(req.quantiles) > limits.max_quantiles:
         raise RequestError(("body", "quantiles"), f"{len(req.quantiles)} levels; at most {limits.max_quantiles}")
-    for i, q in enumerate(req.quantiles):
-        if not 0.0 < q < 1.0:
-            raise RequestError(("body", "quantiles", i), f"level {q} is not in (0, 1)")
-    if len(set(req.quantiles)) != len(req.quantiles):
-        raise RequestError(("body", "quantiles"), "levels must be unique")
+    try:
+        check_quantile_levels(req.quantiles)
+    except RuleError as e:
+        raise RequestError(("body", "quantiles", *(() if e.issue.row is None else (e.issue.row,))),
+                           e.issue.message) from None
     symbols = [s.symbol for s in req.series]
     if len(set(symbols)) != len(symbols):
         dup = next(s for s in symbols if symbols.count(s) > 1)
         raise RequestError(("body", "series"), f"duplicate symbol {dup!r}; symbols must be unique in one request")
 
 
+def request_calendar(req: ForecastRequest) -> MarketCalendar | None:
+    """The calendar that generates future timestamps (None when every series brings its own)."""
+    if all(s.future_timestamps is not None for s in req.series):
+        return None
+    if req.freq is None:
+        raise RequestError(("body", "freq"), "missing: give future_timestamps for each series, or freq (and "
+                           "calendar) at the request level to generate them")
+    try:
+        return MarketCalendar(req.calendar, req.freq, req.timezone)
+    except RuleError as e:
+        field = {"frequency": "freq"}.get(e.issue.field, e.issue.field)
+        raise RequestError(("body", field), e.issue.message) from None
+
+
 def request_to_series(req: ForecastRequest, limits: Limits) -> list[Series]:
-    """Validate a request against ``limits`` and build ``kronos_core.Series``; raises ``RequestError``."""
+    """Validate a request against the shared rules and ``limits`` and build ``kronos_core.Series``;
+    raises ``RequestError`` at the first problem."""
     check_request(req, limits)
+    cal = request_calendar(req)
     out = []
     for i, s in enumerate(req.series):
         loc = ("body", "series", i)
@@ -160,60 +201,35 @@ def request_to_series(req: ForecastRequest, limits: Limits) -> list[Series]:
             col = getattr(s, name)
             if col is not None and len(col) != n:
                 raise RequestError((*loc, name), f"{len(col)} values for {n} timestamps; give one per timestamp")
-        ts = _stamps(s.timestamps)
-        diffs = np.diff(ts.astype(np.int64))
-        if (diffs <= 0).any():
-            j = int(np.flatnonzero(diffs <= 0)[0]) + 1
-            raise RequestError((*loc, "timestamps"), f"not strictly increasing at index {j} ({ts[j - 1]} then "
-                               f"{ts[j]}); sort by time and drop duplicate bars")
+        ts = _stamps(s.timestamps, (*loc, "timestamps"))
         prices = np.column_stack([getattr(s, f) for f in PRICE_FIELDS]).astype(np.float64)
-        if s.volume is None:  # upstream's fill rules (kronos_core.series.frame_values)
-            if s.amount is not None:
-                raise RequestError((*loc, "amount"), "amount without volume; give volume too or drop amount")
-            volume = amount = np.zeros(n)
-        else:
-            volume = np.asarray(s.volume, dtype=np.float64)
-            amount = np.asarray(s.amount, dtype=np.float64) if s.amount is not None else volume * prices.mean(axis=1)
-        for name, col in (*((f, prices[:, j]) for j, f in enumerate(PRICE_FIELDS)), ("volume", volume),
-                          ("amount", amount)):
-            big = np.flatnonzero(np.abs(col) > limits.max_abs_value)
-            if big.size:
-                raise RequestError((*loc, name), f"value {col[big[0]]:g} at row {int(big[0])} is beyond "
-                                   f"±{limits.max_abs_value:g}; rescale the series")
+        values, issues = fill_values(prices, s.volume, s.amount)
+        issues += candle_issues(values, limits.max_price_ratio) + order_issues(ts)
         if s.future_timestamps is not None:
             if len(s.future_timestamps) != req.pred_len:
                 raise RequestError((*loc, "future_timestamps"),
                                    f"{len(s.future_timestamps)} timestamps but pred_len={req.pred_len}")
-            fts = _stamps(s.future_timestamps)
-            if (np.diff(fts.astype(np.int64)) <= 0).any():
-                raise RequestError((*loc, "future_timestamps"), "not strictly increasing; sort them")
-            if fts[0] <= ts[-1]:
-                raise RequestError((*loc, "future_timestamps"), f"first future timestamp {fts[0]} is not after "
-                                   f"the last observed timestamp {ts[-1]}")
-        elif req.frequency is None and req.calendar is None:
-            raise RequestError((*loc, "future_timestamps"), "missing: give future_timestamps for each series, "
-                               "or frequency and/or calendar at the request level to generate them")
+            fts = _stamps(s.future_timestamps, (*loc, "future_timestamps"))
         else:
             try:
-                fts = future_timestamps(ts[-1], req.pred_len, frequency=req.frequency, calendar=req.calendar)
-            except ValueError as e:
-                raise RequestError(("body", "calendar" if req.calendar else "frequency"), str(e)) from None
+                if not issues:
+                    issues += cal.fit_issues(ts, max_gap_fraction=limits.max_gap_fraction)
+                fts = cal.next_bars(ts[-1], req.pred_len) if not issues else None
+            except RuleError as e:
+                raise RequestError(("body", "calendar"), e.issue.message) from None
+        if issues:
+            raise _at(loc, RuleError(issues[0]))
         try:
-            out.append(Series(key=s.symbol, timestamps=ts, values=np.column_stack([prices, volume, amount]),
-                              future_timestamps=fts))
-        except (TypeError, ValueError) as e:  # remaining Series checks (e.g. future before last bar)
+            out.append(Series(symbol=s.symbol, timestamps=ts, values=values, future_timestamps=fts))
+        except RuleError as e:  # remaining Series rules (future stamps after the history, their order)
+            raise _at(loc, e) from None
+        except (TypeError, ValueError) as e:
             raise RequestError(loc, str(e)) from None
     return out
 
 
-def sampling_params(req: ForecastRequest) -> SamplingParams:
-    s = req.sampling
-    return SamplingParams(temperature=float(s.temperature), top_k=s.top_k, top_p=float(s.top_p),
-                          sample_count=s.sample_count, seed=req.seed)
-
-
 def series_forecast(symbol: str, timestamps: np.ndarray, mean: np.ndarray, levels, close_q: np.ndarray,
-                    p_up: float, last_close: float) -> dict:
+                    p_up: float, p_flat: float, flags: list[str], last_close: float) -> dict:
     """One ``SeriesForecast`` as a plain dict. mean (P, 6), close_q (Q, P)."""
     return {
         "symbol": symbol,
@@ -221,5 +237,7 @@ def series_forecast(symbol: str, timestamps: np.ndarray, mean: np.ndarray, level
         "mean": {f: mean[:, j].tolist() for j, f in enumerate(FIELDS)},
         "quantiles": {quantile_column(q, "close"): close_q[k].tolist() for k, q in enumerate(levels)},
         "p_up": float(p_up),
+        "p_flat": float(p_flat),
+        "flags": list(flags),
         "last_close": float(last_close),
     }

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 pytestmark = [pytest.mark.timeout(240)]
+TINY = {"model": "random:test", "tokenizer": "random:test"}
 
 
 def _artifact(key: str):
@@ -25,7 +26,7 @@ def _params(market, out, as_of, **kw):
     from flows.params import NightlyParams
 
     return NightlyParams(input_url=market.url, output_url=str(out), as_of=as_of, lookback=64, pred_len=5,
-                         validation={"min_history": 32}, **kw)
+                         validation={"min_history": 32}, model=TINY, **kw)
 
 
 def test_nightly_twice_scores_the_matured_run(prefect_harness, ray_local, small_market, tmp_path):
@@ -67,16 +68,25 @@ def test_nightly_twice_scores_the_matured_run(prefect_harness, ray_local, small_
 
 
 def test_missing_delivery_fails_fast_with_a_message(prefect_harness, ray_local, small_market, tmp_path):
-    import time
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from flows.nightly import nightly_forecast
 
-    t0 = time.perf_counter()
     state = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 7, 3)), return_state=True)
     assert state.is_failed()
     with pytest.raises(Exception, match=r"no bars for as_of 2024-07-03.*latest bars are from 2024-06-28"):
         state.result()
-    assert time.perf_counter() - t0 < 10  # no retries with backoff on a missing delivery
+
+    async def task_runs():
+        async with get_client() as c:
+            flt = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            return await c.read_task_runs(flow_run_filter=flt)
+
+    check = [t for t in asyncio.run(task_runs()) if t.name.startswith("check-input")]
+    assert len(check) == 1 and check[0].run_count == 1  # a missing delivery is not retried with backoff
     assert not os.path.exists(tmp_path / "forecasts")
 
 
@@ -122,8 +132,11 @@ def test_retry_only_transient_errors():
     def retried(exc):
         return _transient(None, None, Failed(data=exc))
 
+    from tests.pipeline.test_storage import _s3
+
     assert retried(ConnectionResetError("reset")) and retried(TimeoutError())
-    assert retried(RuntimeError("503 SlowDown"))
+    assert retried(_s3("SlowDown", 503)) and not retried(_s3("AccessDenied", 403))
+    assert not retried(RuntimeError("503 SlowDown")) and not retried(OSError("EINVAL"))
     assert not retried(InputNotReady("no bars")) and not retried(FileNotFoundError("x"))
     assert not retried(KeyError("close")) and not retried(TypeError("bug"))
     assert not retried(StorageError("write x: PermissionError"))

@@ -13,22 +13,42 @@ from flows.charts import fan_chart_png, pick_chart_symbols, png_data_uri
 from flows.cli import demo_cutoffs
 from flows.job import fit_actors, freshness_problem, job_as_of, resolve_as_of, to_job_config
 from flows.params import BacktestParams, NightlyParams
-from flows.sessions import last_completed_session
+from kronos_core import MarketCalendar, PredictorSpec, SamplingParams, defaults
 
 
 def test_params_validate_and_map_to_job_config():
-    p = NightlyParams(universe=[" B", "A", "A", ""], quantiles=[0.9, 0.1], ray={"address": " "})
-    assert p.universe == ["A", "B"] and p.quantiles == [0.1, 0.9] and p.ray.address is None
+    p = NightlyParams(universe=[" B", "A", "A", ""], quantiles=[0.9, 0.1], compute={"ray_address": None})
+    assert p.universe == ["A", "B"] and p.quantiles == [0.1, 0.9] and p.compute.ray_address is None
     with pytest.raises(ValidationError, match="quantile"):
         NightlyParams(quantiles=[0.0, 0.5])
     with pytest.raises(ValidationError):
         NightlyParams(lookbak=10)  # typo: extra fields are errors, not silently ignored
+    with pytest.raises(ValidationError, match="sampling.temprature"):
+        NightlyParams(sampling={"temprature": 2})
     cfg = to_job_config(p.model_copy(update={"lookback": 16}), dt.date(2024, 6, 28))
     assert cfg.as_of == pd.Timestamp("2024-06-28") and cfg.validation.min_history == 16
     assert cfg.universe.symbols == ["A", "B"] and cfg.output.quantiles == [0.1, 0.9]
-    assert cfg.compute.ray_address is None and cfg.model.model == "random:test"
+    assert cfg.compute.ray_address is None and cfg.model.model == defaults.MODEL
     schema = NightlyParams.model_json_schema()  # what the Prefect UI renders as the form
-    assert {"as_of", "universe", "model", "sampling", "ray", "quantiles"} <= set(schema["properties"])
+    assert {"as_of", "universe", "model", "sampling", "compute", "calendar", "quantiles"} <= set(schema["properties"])
+    assert "top_p" in str(schema) and "nucleus sampling" in str(schema)  # descriptions come from kronos_core
+
+
+def test_every_model_setting_reaches_the_job():
+    """Regression: the flow built the model config from model and tokenizer only, so a hub revision, dtype,
+    max_context or cache mode could not be set, and ray.num_gpus reserved GPUs for a model on device='cpu'."""
+    spec = {"model": "NeoQuasar/Kronos-mini", "tokenizer": "NeoQuasar/Kronos-Tokenizer-2k",
+            "model_revision": "abc123", "tokenizer_revision": "def456", "dtype": "bfloat16", "max_context": 1024,
+            "cache": "rolling", "device": "auto", "batch_size": 32}
+    p = NightlyParams(model=spec, compute={"num_gpus": 0.5, "concurrency": 4},
+                      sampling={"temperature": 0.7, "top_k": 5, "sample_count": 3, "seed": 9},
+                      calendar={"name": "FX", "freq": "1h"}, validation={"max_price_ratio": 20})
+    cfg = to_job_config(p, dt.date(2024, 6, 28), total_cpus=16)
+    assert cfg.model == PredictorSpec(**spec) and cfg.sampling == SamplingParams(0.7, 5, 0.9, 3, 9)
+    assert cfg.compute.num_gpus == 0.5 and cfg.calendar == MarketCalendar("FX", "1h")
+    assert cfg.validation.max_price_ratio == 20
+    with pytest.raises(ValidationError, match="reserves GPUs but model.device is 'cpu'"):
+        to_job_config(p.model_copy(update={"model": PredictorSpec(device="cpu")}), dt.date(2024, 6, 28))
 
 
 def test_actor_pool_leaves_a_cpu_for_the_cpu_stages():
@@ -37,7 +57,8 @@ def test_actor_pool_leaves_a_cpu_for_the_cpu_stages():
     assert fit_actors(4, 2.0, 1) == (1, 0.5)
     cfg = to_job_config(NightlyParams(), dt.date(2024, 6, 28), total_cpus=2)
     assert (cfg.compute.concurrency, cfg.compute.num_cpus) == (1, 1.0)
-    remote = to_job_config(NightlyParams(ray={"address": "ray://head:10001"}), dt.date(2024, 6, 28), total_cpus=2)
+    remote = to_job_config(NightlyParams(compute={"ray_address": "ray://head:10001"}), dt.date(2024, 6, 28),
+                           total_cpus=2)
     assert remote.compute.concurrency == 2  # a cluster's size is not ours to guess
 
 
@@ -46,20 +67,50 @@ def test_backtest_params_sort_cutoffs():
     assert b.cutoffs == [dt.date(2024, 2, 1), dt.date(2024, 3, 1)]
 
 
-def test_last_completed_session_respects_close_weekend_and_holidays():
-    # Wed 2026-11-25 15:00 New York: the close has not happened -> Tuesday
-    assert last_completed_session(pd.Timestamp("2026-11-25 20:00", tz="UTC")) == dt.date(2026, 11, 24)
-    assert last_completed_session(pd.Timestamp("2026-11-25 21:30", tz="UTC")) == dt.date(2026, 11, 25)
-    # Thanksgiving (Thu 2026-11-26) is not a session
-    assert last_completed_session(pd.Timestamp("2026-11-26 23:00", tz="UTC")) == dt.date(2026, 11, 25)
-    # weekday fallback for calendars exchange_calendars does not know
-    assert last_completed_session(pd.Timestamp("2024-06-30 12:00", tz="UTC"), calendar="nope") == dt.date(2024, 6, 28)
-
-
-def test_resolve_as_of_and_intraday_cutoff():
+def test_resolve_as_of_from_the_calendar_and_intraday_cutoff():
     assert resolve_as_of(NightlyParams(as_of="2024-01-05")) == dt.date(2024, 1, 5)
+    # Wed 2026-11-25 15:00 New York: the close has not happened -> Tuesday; Thanksgiving is not a session
+    assert resolve_as_of(NightlyParams(), pd.Timestamp("2026-11-25 20:00", tz="UTC")) == dt.date(2026, 11, 24)
+    assert resolve_as_of(NightlyParams(), pd.Timestamp("2026-11-26 23:00", tz="UTC")) == dt.date(2026, 11, 25)
+    fx = NightlyParams(calendar={"name": "FX", "freq": "1h"})
+    assert resolve_as_of(fx, pd.Timestamp("2024-06-30 12:00", tz="UTC")) == dt.date(2024, 6, 28)
     intraday = NightlyParams(calendar={"freq": "5min"}).calendar
     assert job_as_of(dt.date(2024, 1, 5), intraday) == pd.Timestamp("2024-01-05 23:59:59")
+
+
+def test_no_environment_read_at_import_or_default():
+    """Regression: default parameters froze $KRONOS_* at import, and the CLI set HF_HUB_OFFLINE for the
+    whole process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, os; import flows.cli, flows.deploy; from flows.params import NightlyParams; "
+            "print(json.dumps([NightlyParams().input_url, sorted(k for k in os.environ if k.startswith(('HF_', "
+            "'PREFECT_', 'RAY_')))]))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PREFECT_", "RAY_"))}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "KRONOS_INPUT_URL": "/elsewhere"},
+                         capture_output=True, text=True, check=True)
+    url, touched = json.loads(out.stdout.strip().splitlines()[-1])
+    assert url == "./demo_data/market" and touched == []
+
+
+def test_prefect_yaml_is_generated_from_flows_deploy():
+    """One source per deployment: prefect.yaml is generated from flows/deploy.py and must equal it."""
+    from pathlib import Path
+
+    from flows.deploy import SCHEDULES, prefect_yaml
+
+    committed = (Path(__file__).parents[2] / "prefect.yaml").read_text()
+    assert committed == prefect_yaml(), "regenerate: python -m flows.deploy --write-prefect-yaml prefect.yaml"
+    import yaml
+
+    doc = yaml.safe_load(committed)
+    nightly = next(d for d in doc["deployments"] if d["name"] == "nightly")
+    assert [s["cron"] for s in nightly["schedules"]] == [s.cron for s in SCHEDULES]
+    for sched in nightly["schedules"]:  # every schedule's parameters are a valid form
+        NightlyParams(**{**sched["parameters"]["params"], "input_url": "/x", "output_url": "/y"})
 
 
 def test_freshness_messages_say_what_is_missing():

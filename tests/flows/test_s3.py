@@ -68,7 +68,8 @@ def test_nightly_flow_with_real_job_on_s3(s3, prefect_harness, ray_local):
 
     storage, market = s3
     common = dict(input_url=market.url, output_url="s3://flows-bkt/nightly", storage=storage, lookback=48, pred_len=3,
-                  validation={"min_history": 24}, sampling={"sample_count": 4}, chart_assets=2)
+                  validation={"min_history": 24}, sampling={"sample_count": 4}, chart_assets=2,
+                  model={"model": "random:test", "tokenizer": "random:test"})
     nightly_forecast(NightlyParams(as_of="2024-06-24", **common))
     out = nightly_forecast(NightlyParams(as_of="2024-06-28", **common))
     assert out["forecast_partition"].startswith("s3://flows-bkt/nightly/forecasts/")

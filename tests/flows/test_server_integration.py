@@ -61,7 +61,7 @@ def prefect_server(tmp_path_factory):
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_API_URL": "", "PREFECT_UI_ENABLED": "false", "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     env.pop("PREFECT_API_URL")
     log = home / "server.log"
     with open(log, "w") as out:
@@ -119,6 +119,7 @@ def test_ui_style_custom_run_against_real_server(prefect_server, small_market, t
                 "universe": small_market.symbols[:24], "lookback": 64, "pred_len": 3,
                 "validation": {"min_history": 32}, "sampling": {"sample_count": 4, "seed": 7},
                 "chart_assets": 2, "quantiles": [0.1, 0.5, 0.9],
+                "model": {"model": "random:test", "tokenizer": "random:test", "cache": "rolling"},
             }}
             t0 = time.monotonic()
             run = run_deployment("nightly-forecast/nightly", parameters=custom, timeout=300, poll_interval=2)
@@ -146,6 +147,8 @@ def test_ui_style_custom_run_against_real_server(prefect_server, small_market, t
         healthy = set(small_market.symbols[:24]) - set(small_market.broken)
         assert set(rows["symbol"]) <= set(small_market.symbols[:24]) and len(set(rows["symbol"])) >= len(healthy) - 1
         assert rows.groupby("symbol")["step"].max().eq(3).all()  # the custom pred_len reached the job
+        manifest = __import__("json").loads((part / "_manifest.json").read_text())
+        assert manifest["config"]["model"]["cache"] == "rolling"  # so did a nested model setting
         assert {"close_q10", "close_q50", "close_q90", "p_up"} <= set(rows.columns)
         assert pd.Timestamp(rows["as_of"].iloc[0]).date() == dt.date(2024, 6, 28)
         assert (Path(out_url) / "charts" / "as_of=2024-06-28" / "fan_chart.png").exists()

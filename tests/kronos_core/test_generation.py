@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kronos_core import KronosPredictor, SamplingParams
+from kronos_core.result import flat_tolerance
 from kronos_core.testing import synthetic_series, synthetic_universe
 
 SAMPLED = SamplingParams(temperature=1.0, top_k=0, top_p=0.9, sample_count=3, seed=7)
@@ -96,18 +97,21 @@ def test_result_summaries(predictor):
     assert res.quantile_levels == (0.1, 0.5, 0.9) and res.quantiles.shape == (3, 3, 6, 6)
     np.testing.assert_allclose(res.mean, res.paths.mean(axis=1), rtol=1e-6)
     assert (res.quantiles[:, 0] <= res.quantiles[:, 1]).all() and (res.quantiles[:, 1] <= res.quantiles[:, 2]).all()
-    expected_p_up = (res.paths[:, :, -1, 3] > res.last_close[:, None]).mean(axis=1)
-    np.testing.assert_allclose(res.p_up, expected_p_up)
+    move = res.paths[:, :, -1, 3] - res.last_close[:, None]
+    np.testing.assert_allclose(res.p_up, (move > flat_tolerance(res.last_close, 5)[:, None]).mean(axis=1))
+    assert ((res.p_up + res.p_flat) <= 1).all() and res.flags == [[], [], []]
     frame = res.to_frame()
     assert len(frame) == 3 * 6
-    assert {"key", "step", "timestamp", "close", "close_q10", "close_q50", "close_q90", "p_up"} <= set(frame.columns)
+    assert {"symbol", "step", "timestamp", "close", "close_q10", "close_q50", "close_q90", "p_up", "p_flat",
+            "flags"} <= set(frame.columns)
     assert (frame["timestamp"].to_numpy() == res.future_timestamps.reshape(-1)).all()
 
 
 def test_progress_callback(predictor):
     calls = []
     small = KronosPredictor(predictor.model, predictor.tokenizer, max_context=48, batch_size=2)  # 2 paths
-    small.forecast(synthetic_universe(5, 20, 30, 4, seed=0), progress=lambda d, t: calls.append((d, t)))
+    small.forecast(synthetic_universe(5, 20, 30, 4, seed=0), sampling=SamplingParams(sample_count=1),
+                   progress=lambda d, t: calls.append((d, t)))
     assert calls == [(2, 5), (4, 5), (5, 5)]
 
 

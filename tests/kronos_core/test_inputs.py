@@ -18,7 +18,7 @@ def predictor():
 
 def _series(**overrides):
     s = synthetic_series("AAA", 20, 4, seed=0)
-    kw = dict(key=s.key, timestamps=s.timestamps, values=s.values, future_timestamps=s.future_timestamps)
+    kw = dict(symbol=s.symbol, timestamps=s.timestamps, values=s.values, future_timestamps=s.future_timestamps)
     kw.update(overrides)
     return Series(**kw)
 
@@ -30,8 +30,8 @@ def test_time_features_match_pandas():
 
 
 @pytest.mark.parametrize("mutate,match", [
-    (lambda v: v.__setitem__((3, 3), np.nan), r"series 'AAA': 1 NaN/inf values \(first at row 3, column 'close'\)"),
-    (lambda v: v.__setitem__((0, 4), np.inf), r"NaN/inf values \(first at row 0, column 'volume'\)"),
+    (lambda v: v.__setitem__((3, 3), np.nan), r"series 'AAA': 1 NaN/inf values \(first: close at row 3\)"),
+    (lambda v: v.__setitem__((0, 4), np.inf), r"NaN/inf values \(first: volume at row 0\)"),
 ])
 def test_nan_and_inf(mutate, match):
     values = _series().values.copy()
@@ -64,8 +64,8 @@ def test_shapes_dtypes_and_empty():
         _series(values=s.values.astype(str))
     with pytest.raises(ValueError, match="empty series"):
         _series(values=s.values[:0], timestamps=s.timestamps[:0])
-    with pytest.raises(TypeError, match="key must be a non-empty str"):
-        _series(key="")
+    with pytest.raises(TypeError, match="symbol must be a non-empty str"):
+        _series(symbol="")
 
 
 def test_from_frame_errors_and_fills():
@@ -92,13 +92,13 @@ def test_batch_level_errors(predictor):
         predictor.forecast([s], pred_len=0)
     with pytest.raises(ValueError, match="4 future timestamps but pred_len=3"):
         predictor.forecast([s], pred_len=3)
-    with pytest.raises(ValueError, match="duplicate series key 'AAA'"):
+    with pytest.raises(ValueError, match="duplicate symbol 'AAA'"):
         predictor.forecast([s, s])
     with pytest.raises(ValueError, match="no series given"):
         predictor.forecast([], pred_len=3)
     with pytest.raises(TypeError, match=r"series\[0\] must be a kronos_core.Series"):
-        predictor.forecast([{"key": "x"}], pred_len=3)
-    with pytest.raises(ValueError, match="quantile levels must be in"):
+        predictor.forecast([{"symbol": "x"}], pred_len=3)
+    with pytest.raises(ValueError, match=r"quantiles\[1\] = 1.5: quantile levels must be numbers in \(0, 1\)"):
         predictor.forecast([s], quantiles=(0.5, 1.5))
     with pytest.raises(ValueError, match="cache must be one of"):
         predictor.forecast([s], cache="fast")

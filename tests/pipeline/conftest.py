@@ -48,9 +48,10 @@ def job_config(bars_url: str, out_url: str, **over) -> JobConfig:
 
 @pytest.fixture(scope="session")
 def market(tmp_path_factory):
-    """30 assets x 90 daily XNYS bars ending 2024-06-28, 10 of them deliberately broken, date layout."""
+    """30 assets x 90 daily XNYS bars ending 2024-06-28, one deliberately broken per failure kind, one a
+    session late (``lagged``), date layout."""
     url = str(tmp_path_factory.mktemp("pipeline_market") / "bars")
-    return write_synthetic_market(url, n_symbols=30, n_bars=90, end=AS_OF, seed=3)
+    return write_synthetic_market(url, n_symbols=30, n_bars=90, end=AS_OF, seed=3, lagged=1)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipeline import JobConfig, RunSummary, load_config
+from pipeline import JobConfig, RunSummary, load_job_config
 
 BASE = {"as_of": "2024-06-28", "input": {"url": "/data/bars"}, "output": {"url": "/data/out"}}
 
@@ -16,11 +16,18 @@ def make(**over):
 
 @pytest.mark.parametrize("over, field", [
     ({"compute": {"concurency": 2}}, "compute.concurency"),
-    ({"calendar": {"exchange": "NYSEX"}}, "calendar.exchange"),
-    ({"calendar": {"freq": "7min"}}, "calendar.freq"),
+    ({"calendar": {"name": "NYSEX"}}, "unknown calendar 'NYSEX'"),
+    ({"calendar": {"exchange": "XNYS"}}, "calendar.exchange"),
+    ({"calendar": {"freq": "7min"}}, "frequency '7min': 7 minutes does not divide a day"),
+    ({"calendar": {"freq": "0min"}}, "frequency '0min': the count must be a whole number >= 1"),
+    ({"sampling": {"top_p": 1.5}}, "top_p must be in (0, 1]"),
+    ({"sampling": {"temprature": 1.0}}, "sampling.temprature"),
+    ({"model": {"cache": "fast"}}, "cache must be one of"),
+    ({"model": {"device": "gpu"}}, "unknown device 'gpu'"),
+    ({"validation": {"max_price_ratio": 0.5}}, "validation.max_price_ratio"),
     ({"as_of": "yesterday-ish"}, "as_of"),
     ({"lookback": 16, "validation": {"min_history": 32}}, "min_history"),
-    ({"output": {"url": "/o", "quantiles": [0.5, 1.5]}}, "output.quantiles"),
+    ({"output": {"url": "/o", "quantiles": [0.5, 1.5]}}, "output.quantiles[1] = 1.5"),
     ({"compute": {"num_gpus": 1.5}}, "num_gpus"),
     ({"storage": {"endpoint_url": "127.0.0.1:9000"}}, "storage.endpoint_url"),
     ({"universe": {"symbols": ["A"], "file": "u.txt"}}, "universe"),
@@ -31,22 +38,36 @@ def test_bad_fields_name_the_field(over, field):
     assert field in str(e.value)
 
 
+def test_gpus_and_device_must_agree():
+    """Regression: the nightly flow reserved GPUs (ray.num_gpus) while the model ran on device='cpu'."""
+    with pytest.raises(ValidationError, match="reserves GPUs but model.device is 'cpu'"):
+        make(compute={"num_gpus": 1}, model={"device": "cpu"})
+    with pytest.raises(ValidationError, match="Ray gives the actors no GPU"):
+        make(model={"device": "cuda"})
+    assert make(compute={"num_gpus": 0.5}).model.device == "auto"  # auto: CUDA inside a GPU actor
+
+
 def test_defaults_and_json_masks_secret():
+    from kronos_core import defaults
+
     cfg = make(storage={"key": "k", "secret": "s3cr3t"})
-    assert cfg.calendar.exchange == "XNYS" and cfg.compute.num_gpus == 0
+    assert cfg.calendar.name == defaults.CALENDAR and cfg.compute.num_gpus == 0
+    assert (cfg.lookback, cfg.pred_len, cfg.sampling.sample_count) == (defaults.LOOKBACK, defaults.PRED_LEN,
+                                                                        defaults.SAMPLE_COUNT)
+    assert tuple(cfg.output.quantiles) == defaults.QUANTILES and cfg.model.model == defaults.MODEL
     assert cfg.to_json_dict()["storage"]["secret"] == "***"
     assert "s3cr3t" not in str(cfg.to_json_dict())
 
 
-def test_load_config_overrides(tmp_path):
+def test_load_job_config_overrides(tmp_path):
     p = tmp_path / "job.yaml"
     p.write_text("as_of: 2024-06-28\ninput: {url: /b}\noutput: {url: /o}\ncompute: {concurrency: 2}\n")
-    cfg = load_config(p, **{"compute.concurrency": 3, "as_of": "2024-06-27"})
+    cfg = load_job_config(p, **{"compute.concurrency": 3, "as_of": "2024-06-27"})
     assert cfg.compute.concurrency == 3 and str(cfg.as_of.date()) == "2024-06-27"
 
 
 def test_example_job_yaml_loads():
-    cfg = load_config(Path(__file__).parents[2] / "examples" / "job.yaml")
+    cfg = load_job_config(Path(__file__).parents[2] / "examples" / "job.yaml")
     assert cfg.input.layout == "date"
 
 

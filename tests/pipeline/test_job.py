@@ -11,11 +11,32 @@ import pytest
 
 from pipeline import run_job
 from pipeline.commit import partition_path, read_partition
+from pipeline.forecast import ForecastActor
 
 from .conftest import AS_OF, job_config, snapshot
 
 pytestmark = pytest.mark.timeout(300)
 MODEL = "random:test"
+
+
+def dying_actor(marker: str) -> type:
+    """A test-only ForecastActor whose first instance to reach its 2nd batch creates ``marker`` and kills its
+    own process (os._exit), once: the fault comes from outside the production actor and config."""
+
+    class DyingActor(ForecastActor):
+        def __call__(self, batch):
+            self.batches = getattr(self, "batches", 0) + 1
+            if self.batches == 2:
+                try:
+                    fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    return super().__call__(batch)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                os._exit(1)
+            return super().__call__(batch)
+
+    return DyingActor
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +48,18 @@ def runs(ray_local, market, tmp_path_factory):
     first_rows = read_partition(out, "forecasts", AS_OF, MODEL)
     earlier = run_job(job_config(market.url, out, as_of="2024-06-20"))
     other_before = snapshot(partition_path(out, "forecasts", "2024-06-20", MODEL))
-    marker = str(tmp_path_factory.mktemp("chaos") / "killed")
-    again = run_job(job_config(market.url, out, compute={"concurrency": 2, "batch_size": 5},
-                               chaos={"kill_actor_once_marker": marker}))
+    marker = str(tmp_path_factory.mktemp("fault") / "killed")
+    again = run_job(job_config(market.url, out, compute={"concurrency": 2, "batch_size": 5}),
+                    actor_cls=dying_actor(marker))
     return dict(out=out, first=first, first_rows=first_rows, earlier=earlier, again=again,
-                other_before=other_before, marker=marker)
+                other_before=other_before, marker=marker, market_broken=market.broken)
 
 
 def test_counts_and_quarantine(runs, market):
     s = runs["first"]
-    assert s.assets_read == 30 and s.assets_rejected == 10 and s.assets_forecast == 20
-    assert s.rows_written == 20 * 4 and s.bytes_read > 0 and s.files_read == 48
+    n_bad = len(market.broken)
+    assert s.assets_read == 30 and s.assets_rejected == n_bad and s.assets_forecast == 30 - n_bad
+    assert s.rows_written == (30 - n_bad) * 4 and s.bytes_read > 0 and s.files_read == 48
     rej = read_partition(runs["out"], "rejected", AS_OF, MODEL)
     assert dict(zip(rej["symbol"], rej["reject_reason"], strict=True)) == market.broken
     fc = runs["first_rows"]
@@ -49,6 +71,20 @@ def test_counts_and_quarantine(runs, market):
         assert col in fc.columns, col
     assert (fc["run_id"] == s.run_id).all() and (fc["model"] == "random:test:0").all()
     assert ((fc["close_q10"] <= fc["close_q50"]) & (fc["close_q50"] <= fc["close_q90"])).all()
+    assert {"p_flat", "flags", "lag_bars"} <= set(fc.columns) and (fc["p_up"] + fc["p_flat"] <= 1).all()
+    assert rej.loc[rej["symbol"] == next(k for k, v in market.broken.items() if v == "price_jump"),
+                   "reject_reason"].item() == "price_jump"  # the 1e6x bar is quarantined, not forecast
+
+
+def test_every_step_is_a_bar_after_as_of_even_for_a_lagged_asset(runs, market):
+    """Regression: an asset one session late had its step-1 row stamped on as_of itself."""
+    fc = runs["first_rows"]
+    late = market.lagged[0]
+    assert fc.loc[fc["symbol"] == late, "lag_bars"].unique().tolist() == [1]
+    assert runs["first"].assets_lagged == 1 and set(fc.loc[fc["symbol"] != late, "lag_bars"]) == {0}
+    stamps = fc.pivot(index="symbol", columns="step", values="timestamp")
+    assert (stamps.nunique() == 1).all()  # step k has one date across every asset
+    assert stamps[1].iloc[0] == pd.Timestamp("2024-07-01")  # the first session after as_of 2024-06-28
 
 
 def test_no_look_ahead_and_calendar_future(runs, market):
@@ -65,14 +101,15 @@ def test_no_look_ahead_and_calendar_future(runs, market):
 
 
 def test_rerun_replaces_only_its_partition_after_actor_kill(runs):
-    assert os.path.exists(runs["marker"]), "the chaos actor did not die"
+    assert os.path.exists(runs["marker"]), "the test actor did not die"
     again = runs["again"]
-    assert again.assets_forecast == 20 and again.rows_written == 80
+    n_ok = 30 - len(runs["market_broken"])
+    assert again.assets_forecast == n_ok and again.rows_written == n_ok * 4
     part = partition_path(runs["out"], "forecasts", AS_OF, MODEL)
     assert json.loads(Path(part, "_manifest.json").read_text())["run_id"] == again.run_id
     assert Path(os.path.join(part, "_SUCCESS")).read_text() == again.run_id
     fc = read_partition(runs["out"], "forecasts", AS_OF, MODEL)
-    assert len(fc) == 80 and not fc.duplicated(["symbol", "step"]).any()  # exactly once
+    assert len(fc) == n_ok * 4 and not fc.duplicated(["symbol", "step"]).any()  # exactly once
     assert snapshot(partition_path(runs["out"], "forecasts", "2024-06-20", MODEL)) == runs["other_before"]
     # same seed, same asset -> same forecast, whatever the batching, actor count or retry
     cols = ["symbol", "step", "close", "close_q50", "p_up"]
@@ -80,26 +117,39 @@ def test_rerun_replaces_only_its_partition_after_actor_kill(runs):
     b = fc[cols].sort_values(["symbol", "step"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
     hive = pd.read_parquet(os.path.join(runs["out"], "forecasts"))
-    assert len(hive) == 80 + runs["earlier"].rows_written  # plain hive readers see committed rows only
+    assert len(hive) == n_ok * 4 + runs["earlier"].rows_written  # plain hive readers see committed rows only
 
 
-def test_universe_file_missing_symbol_is_reported(ray_local, market, tmp_path):
+def test_universe_file_missing_symbol_and_empty_symbol_are_reported(ray_local, tmp_path):
+    """Regression: with a universe file, rows whose symbol is the empty string disappeared from both the
+    forecasts and the rejected table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline import write_synthetic_market
+    from pipeline.synthetic import BARS_SCHEMA
+
+    m = write_synthetic_market(str(tmp_path / "bars"), n_symbols=14, n_bars=90, end=AS_OF, seed=5)
+    last = pq.read_table(Path(m.url, f"date={AS_OF}", "part-0.parquet"))
+    nameless = last.slice(0, 2).set_column(0, "symbol", pa.array(["", None], pa.string())).cast(BARS_SCHEMA)
+    pq.write_table(nameless, Path(m.url, f"date={AS_OF}", "part-1.parquet"))
     u = tmp_path / "universe.txt"
-    u.write_text("S0010\nS0011\nS0000\nGHOST\n")
-    s = run_job(job_config(market.url, str(tmp_path / "out"), universe={"file": str(u)}))
-    assert s.assets_read == 3 and s.assets_forecast == 2
+    u.write_text("S0012\nS0013\nS0000\nGHOST\n")
+    s = run_job(job_config(m.url, str(tmp_path / "out"), universe={"file": str(u)}))
+    assert s.assets_read == 4 and s.assets_forecast == 2
     rej = read_partition(str(tmp_path / "out"), "rejected", AS_OF, MODEL)
-    assert dict(zip(rej["symbol"], rej["reject_reason"], strict=True)) == {"GHOST": "no_data", "S0000": "non_finite"}
+    got = dict(zip(rej["symbol"], rej["reject_reason"], strict=True))
+    assert got == {"GHOST": "no_data", "S0000": "non_finite", "": "empty_symbol;too_short;duplicate_timestamps"}
 
 
 def test_intraday_hkex_job_lunch_break_and_holiday(ray_local, tmp_path):
     """30-minute HKEX bars: forecasts skip the lunch break and the 1 July holiday."""
+    from kronos_core import MarketCalendar
     from pipeline import write_synthetic_market
-    from pipeline.config import CalendarConfig
 
-    cal = {"exchange": "XHKG", "freq": "30min"}
+    cal = {"name": "XHKG", "freq": "30min"}
     m = write_synthetic_market(str(tmp_path / "bars"), n_symbols=4, n_bars=80, min_bars=80, broken=False,
-                               calendar=CalendarConfig(**cal), end="2024-06-28")
+                               calendar=MarketCalendar(**cal), end="2024-06-28")
     s = run_job(job_config(m.url, str(tmp_path / "out"), as_of="2024-06-28 16:00", calendar=cal, pred_len=6))
     assert s.assets_forecast == 4 and s.output_url.endswith("as_of_tag=2024-06-28T16-00-00/model_tag=random-test")
     fc = read_partition(str(tmp_path / "out"), "forecasts", "2024-06-28 16:00", MODEL)

@@ -5,8 +5,9 @@ import os
 import numpy as np
 import pandas as pd
 
+from kronos_core import MarketCalendar
 from pipeline import write_synthetic_market
-from pipeline.config import CalendarConfig, StorageConfig
+from pipeline.config import StorageConfig
 from pipeline.read import plan_read, read_files
 
 ST = StorageConfig()
@@ -54,10 +55,44 @@ def test_symbol_layout_prunes_by_universe(tmp_path):
 
 def test_intraday_market_on_hkex_calendar(tmp_path):
     url = str(tmp_path / "bars")
-    cal = CalendarConfig(freq="30min", exchange="XHKG")
+    cal = MarketCalendar("XHKG", "30min")
     m = write_synthetic_market(url, n_symbols=3, n_bars=44, calendar=cal, broken=False, min_bars=44)
     df = pd.read_parquet(url)
     times = set(df["timestamp"].dt.strftime("%H:%M"))
     assert "12:30" not in times and "13:30" in times and "10:00" in times
     assert m.last == pd.Timestamp("2024-06-28 16:00")
     assert np.all(df.groupby("symbol").size() == 44)
+
+
+def _write_us_market(tmp_path):
+    """Two date partitions in microsecond units (as pandas 3 writes): S1 has a bar stamped year 3000 and one
+    stamped 1600 inside the 06-27 delivery, S2 is clean, and two rows have no symbol ("" and null)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    url = tmp_path / "bars"
+    rows = {"2024-06-26": [("S1", "2024-06-26"), ("S2", "2024-06-26")],
+            "2024-06-27": [("S1", "3000-01-01"), ("S1", "1600-01-01"), ("S2", "2024-06-27"), ("", "2024-06-27"),
+                           (None, "2024-06-27")]}
+    for day, rs in rows.items():
+        t = pa.table({"symbol": pa.array([r[0] for r in rs], pa.string()),
+                      "timestamp": pa.array(np.array([r[1] for r in rs], dtype="datetime64[us]"), pa.timestamp("us")),
+                      **{c: [10.0] * len(rs) for c in ("open", "high", "low", "close", "volume", "amount")}})
+        (url / f"date={day}").mkdir(parents=True)
+        pq.write_table(t, url / f"date={day}" / "part-0.parquet")
+    return str(url)
+
+
+def test_out_of_range_timestamps_and_missing_symbols_are_kept_for_quarantine(tmp_path):
+    """Regression: a year-3000 bar in microseconds wrapped to 1830 on the cast to nanoseconds (its row
+    group's statistics did too, pruning good bars); a row without a symbol vanished under a universe."""
+    url = _write_us_market(tmp_path)
+    start, end = pd.Timestamp("2024-06-20"), pd.Timestamp("2024-06-28")
+    plan = plan_read(url, "date", ST, start, end, ["S1", "S2"])
+    assert plan.n_files == 2  # the 06-27 file's statistics (1600 .. 3000) did not prune it
+    df = _read(plan, url, start, end, ["S1", "S2"])
+    s1 = df[df["symbol"] == "S1"].sort_values("_ord")
+    assert s1["_issue"].tolist() == ["", "timestamp_out_of_range", "timestamp_out_of_range"]
+    assert s1["timestamp"].isna().tolist() == [False, True, True]  # never a wrapped 1830 / 2184
+    assert (df["symbol"] == "").sum() == 2  # "" and null: kept although outside the universe
+    assert df.loc[df["symbol"] == "S2", "_issue"].tolist() == ["", ""]

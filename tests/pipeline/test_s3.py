@@ -37,13 +37,14 @@ def test_job_on_moto_s3(ray_local, moto_s3):
     m = write_synthetic_market("s3://bkt/moto/bars", n_symbols=16, n_bars=60, end=AS_OF, storage=storage, seed=5)
     out = "s3://bkt/moto/out"
     s = run_job(job_config(m.url, out, storage=storage.model_dump()))
-    assert s.assets_read == 16 and s.assets_rejected == 10 and s.assets_forecast == 6
+    n_ok = len(m.healthy)
+    assert s.assets_read == 16 and s.assets_rejected == len(m.broken) and s.assets_forecast == n_ok
     fs = filesystem(out, storage)
-    assert_published(fs, out, s, 6)
+    assert_published(fs, out, s, n_ok)
     fc = read_partition(out, "forecasts", AS_OF, MODEL, storage)
-    assert sorted(fc["symbol"].unique()) == m.healthy and len(fc) == 24
+    assert sorted(fc["symbol"].unique()) == m.healthy and len(fc) == n_ok * 4
     opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}}
-    assert len(pd.read_parquet("s3://bkt/moto/out/forecasts", storage_options=opts)) == 24
+    assert len(pd.read_parquet("s3://bkt/moto/out/forecasts", storage_options=opts)) == n_ok * 4
 
 
 def test_credentials_from_aws_environment(moto_s3, monkeypatch):
@@ -84,10 +85,10 @@ def test_job_permanent_error_publishes_nothing(ray_local, moto_s3, market, tmp_p
 @pytest.mark.timeout(400)
 def test_job_end_to_end_on_seaweedfs(ray_local, seaweed_s3):
     storage, endpoint = seaweed_s3
-    m = write_synthetic_market("s3://bkt/sw/bars", n_symbols=14, n_bars=60, end=AS_OF, storage=storage, seed=9)
+    m = write_synthetic_market("s3://bkt/sw/bars", n_symbols=15, n_bars=60, end=AS_OF, storage=storage, seed=9)
     out = "s3://bkt/sw/out"
     first = run_job(job_config(m.url, out, storage=storage.model_dump()))
-    assert first.assets_forecast == 4 and first.assets_rejected == 10
+    assert first.assets_forecast == 4 and first.assets_rejected == len(m.broken) == 11
     again = run_job(job_config(m.url, out, storage=storage.model_dump()))  # replaces the partition
     fs = filesystem(out, storage)
     assert_published(fs, out, again, 4)

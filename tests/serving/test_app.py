@@ -12,7 +12,15 @@ import httpx
 import numpy as np
 import pytest
 
-from kronos_core import FIELDS, KronosPredictor, SamplingParams, Series, quantile_column
+from kronos_core import (
+    DEFAULT_QUANTILES,
+    FIELDS,
+    KronosPredictor,
+    MarketCalendar,
+    SamplingParams,
+    Series,
+    quantile_column,
+)
 from kronos_core.testing import synthetic_ohlcv
 from tests.conftest import free_port
 
@@ -20,7 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 
 MODELS = {"test": {"model": "random:test", "tokenizer": "random:test"},
           "test2": {"model": "random:test:1", "tokenizer": "random:test:1", "description": "another seed"}}
-LIMITS = {"max_series": 8, "max_rows": 256, "max_pred_len": 32, "max_sample_count": 16}
+LIMITS = {"max_series": 8, "max_rows": 256, "max_pred_len": 32, "max_sample_count": 16, "max_body_mb": 1}
 # thread_min_work: the multi-series equality tests take the worker-thread path, the load test runs inline
 ARGS = {"models": MODELS, "default_model": "test", "limits": LIMITS, "torch_threads": 1, "thread_min_work": 2000}
 ONE_REPLICA = {"num_replicas": 1, "autoscaling_config": None}
@@ -28,12 +36,12 @@ ONE_REPLICA = {"num_replicas": 1, "autoscaling_config": None}
 
 def _deploy(port: int, batching: dict, models: dict) -> None:
     """The shipped serving/serve_config.yaml, with test models/limits, one replica each, and ``batching``."""
-    from serving.deploy import deploy, load_config, override
+    from serving.deploy import deploy, load_serve_config, override
 
     models = {**models, "broken": {"model": "/nonexistent/model", "tokenizer": "/nonexistent/tokenizer"}}
-    config = override(load_config(), host="127.0.0.1", port=port, args={**ARGS, "models": models}, batching=batching,
-                      forecaster={**ONE_REPLICA, "ray_actor_options": {"num_cpus": 1}}, ingress=ONE_REPLICA)
-    config["applications"][0]["runtime_env"]["env_vars"]["KRONOS_SERVE_MAX_BODY_MB"] = "1"
+    config = override(load_serve_config(), host="127.0.0.1", port=port, args={**ARGS, "models": models},
+                      batching=batching, forecaster={**ONE_REPLICA, "ray_actor_options": {"num_cpus": 1}},
+                      ingress=ONE_REPLICA)
     deploy(config)
 
 
@@ -83,20 +91,20 @@ def series_json(symbol: str, n: int, pred_len: int, seed: int = 0, freq: str = "
 
 def to_series(s: dict) -> Series:
     vals = np.column_stack([s[f] for f in FIELDS])
-    return Series(key=s["symbol"], timestamps=np.array(s["timestamps"], dtype="datetime64[ns]"), values=vals,
+    return Series(symbol=s["symbol"], timestamps=np.array(s["timestamps"], dtype="datetime64[ns]"), values=vals,
                   future_timestamps=np.array(s["future_timestamps"], dtype="datetime64[ns]"))
 
 
 def request(series: list[dict], pred_len: int, seed: int = 0, sample_count: int = 4, **kw) -> dict:
-    return {"series": series, "pred_len": pred_len, "seed": seed,
-            "sampling": {"temperature": 1.0, "top_k": 0, "top_p": 0.9, "sample_count": sample_count}, **kw}
+    return {"series": series, "pred_len": pred_len,
+            "sampling": {"temperature": 1.0, "top_k": 0, "top_p": 0.9, "sample_count": sample_count, "seed": seed},
+            **kw}
 
 
 def assert_equals_direct(resp: dict, req: dict, pred: KronosPredictor) -> None:
-    s = req["sampling"]
     res = pred.forecast([to_series(x) for x in req["series"]], pred_len=req["pred_len"],
-                        sampling=SamplingParams(seed=req["seed"], **s), quantiles=req.get("quantiles", (0.1, 0.5, 0.9)))
-    assert [f["symbol"] for f in resp["forecasts"]] == res.keys
+                        sampling=SamplingParams(**req["sampling"]), quantiles=req.get("quantiles", DEFAULT_QUANTILES))
+    assert [f["symbol"] for f in resp["forecasts"]] == res.symbols and resp["sampling"] == req["sampling"]
     ci = FIELDS.index("close")
     for i, f in enumerate(resp["forecasts"]):
         assert np.array(f["timestamps"], dtype="datetime64[ns]").tolist() == res.future_timestamps[i].tolist()
@@ -105,7 +113,8 @@ def assert_equals_direct(resp: dict, req: dict, pred: KronosPredictor) -> None:
         for k, q in enumerate(res.quantile_levels):
             np.testing.assert_allclose(f["quantiles"][quantile_column(q)], res.quantiles[i, k, :, ci],
                                        rtol=1e-6, atol=1e-6)
-        assert math.isclose(f["p_up"], res.p_up[i], abs_tol=1e-9)
+        assert math.isclose(f["p_up"], res.p_up[i], abs_tol=1e-9) and math.isclose(f["p_flat"], res.p_flat[i])
+        assert f["flags"] == res.flags[i]
         assert f["last_close"] == res.last_close[i]
 
 
@@ -117,6 +126,10 @@ def test_health_models_docs(client):
                                                                        "test2": "random:test:1"}.items()
     spec = client.get("/openapi.json").json()
     assert "/v1/forecast" in spec["paths"] and "ForecastRequest" in spec["components"]["schemas"]
+    responses = spec["paths"]["/v1/forecast"]["post"]["responses"]
+    assert {"200", "413", "415", "422", "500"} <= set(responses)  # regression: 413 and 415 were not listed
+    for code in ("413", "415", "422", "500"):
+        assert responses[code]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     assert client.get("/docs").status_code == 200
 
 
@@ -160,15 +173,13 @@ def test_model_that_fails_to_load_is_a_500_not_a_crash(client):
 
 
 def test_generated_future_timestamps(client, predictors):
-    from serving.calendar import future_timestamps
-
     s = series_json("DDD", 30, 5, seed=4, freq="1d")
     del s["future_timestamps"]
-    r = client.post("/v1/forecast", json=request([s], pred_len=5, calendar="XNYS"))
+    r = client.post("/v1/forecast", json=request([s], pred_len=5, freq="1d", calendar="XNYS"))
     assert r.status_code == 200, r.text
-    expect = future_timestamps(np.datetime64(s["timestamps"][-1]), 5, calendar="XNYS")
+    expect = MarketCalendar("XNYS", "1d").next_bars(s["timestamps"][-1], 5)
     assert np.array(r.json()["forecasts"][0]["timestamps"], dtype="datetime64[ns]").tolist() == expect.tolist()
-    r = client.post("/v1/forecast", json=request([s], pred_len=3, frequency="B"))
+    r = client.post("/v1/forecast", json=request([s], pred_len=3, freq="1d", calendar="weekdays"))
     assert r.status_code == 200, r.text
 
 
@@ -234,13 +245,23 @@ BAD = {
     "temperature": (_bad(sampling={"temperature": 0}), "temperature"),
     "quantile": (_bad(quantiles=[0.5, 1.5]), "quantiles"),
     "unknown model": (_bad(model="nope"), "model"),
-    "bad calendar": (_bad(s_future_timestamps=None, calendar="NOPE"), "calendar"),
-    "bad frequency": (_bad(s_future_timestamps=None, frequency="fortnightly-ish"), "frequency"),
+    "bad calendar": (_bad(s_future_timestamps=None, freq="5min", calendar="NOPE"), "calendar"),
+    "bad frequency": (_bad(s_future_timestamps=None, freq="fortnightly-ish"), "freq"),
+    "zero frequency": (_bad(s_future_timestamps=None, freq="0min"), "freq"),
+    "negative frequency": (_bad(s_future_timestamps=None, freq="-5min"), "freq"),
+    "huge frequency": (_bad(s_future_timestamps=None, freq="1000000D"), "freq"),
+    "zero price": (_bad(s_low=[0.0] * 20), "low"),
+    "negative volume": (_bad(s_volume=[-1.0] * 20), "volume"),
+    "high below close": (_bad(s_high=[0.5] * 20), "high"),
+    "amount without volume": (_bad(s_volume=None), "amount"),
+    "year 3000": (_bad(s_timestamps=[f"30{i:02d}-01-01T00:00:00" for i in range(20)]), "timestamps"),
+    "year 1600": (_bad(s_timestamps=[f"16{i:02d}-01-01T00:00:00" for i in range(20)]), "timestamps"),
     "duplicate symbol": (request([series_json("AAA", 10, 4), series_json("AAA", 12, 4)], pred_len=4), "series"),
     "empty series": (_bad(s_timestamps=[], s_open=[], s_high=[], s_low=[], s_close=[], s_volume=[],
                           s_amount=[]), "timestamps"),
     "extra field": (_bad(colour="red"), "colour"),
-    "negative seed": (_bad(seed=-1), "seed"),
+    "negative seed": (_bad(sampling={"seed": -1}), "seed"),
+    "seed at the top level": (_bad(seed=1), "seed"),
     "huge value": (_bad(s_high=[1e300] * 20), "high"),
 }
 
@@ -254,6 +275,38 @@ def test_bad_request_is_422_naming_the_field(client, name):
     body = r.json()
     assert field in body["message"], body
     assert any(field in map(str, d["loc"]) or field in d["msg"] for d in body["detail"]), body
+
+
+def test_one_error_shape_and_json_only(client):
+    """Regression: error bodies had three shapes, and a non-JSON body got "Input should be a valid
+    dictionary" instead of a message saying to send application/json."""
+    shapes = []
+    r = client.post("/v1/forecast", content=b"series=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and "application/json" in r.json()["message"]
+    shapes.append(r.json())
+    r = client.post("/v1/forecast", content=b"{}", headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    shapes.append(r.json())
+    shapes.append(client.post("/v1/forecast", json=_bad(pred_len=0)).json())  # 422
+    shapes.append(client.post("/v1/forecast", content=b" " * (2 * 2**20),
+                              headers={"content-type": "application/json"}).json())  # 413
+    shapes.append(client.post("/v1/forecast", json=request([series_json("AAA", 20, 4)], pred_len=4,
+                                                          model="broken")).json())  # 500
+    nf = client.get("/nope")
+    assert nf.status_code == 404
+    shapes.append(nf.json())
+    assert all(set(b) == {"message", "detail"} and isinstance(b["message"], str) for b in shapes), shapes
+
+
+def test_year_3000_is_422_not_500(client):
+    """Regression: daily bars past 2262-04-11 answered 500 (IndexError in the time embedding); year 3000
+    came back forecast for 1830."""
+    s = series_json("AAA", 20, 4, freq="1d")
+    s["timestamps"] = [t.replace("2024", "3000", 1) for t in s["timestamps"]]
+    del s["future_timestamps"]
+    r = client.post("/v1/forecast", json=request([s], pred_len=4, freq="1d", calendar="24/7"))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "series", 0, "timestamps"], r.text
+    assert "3000-01-02 is outside the supported range" in r.json()["message"]
 
 
 def test_garbage_bodies_do_not_crash(client):

@@ -9,7 +9,6 @@ import pytest
 from kronos_core import FIELDS, KronosPredictor, SamplingParams
 from kronos_core.testing import synthetic_series
 from serving.batching import Job, call_work, plan_calls, run_call
-from serving.calendar import future_timestamps
 from serving.config import Limits, ServingConfig, parse_model_arg
 from serving.schemas import ForecastRequest, RequestError, request_to_series
 
@@ -44,7 +43,7 @@ def test_batched_call_equals_one_call_per_job(pred):
     batched = run_call(pred, jobs)
     for j, got in zip(jobs, batched, strict=True):
         alone = pred.forecast(list(j.series), pred_len=j.pred_len, sampling=j.sampling, quantiles=j.quantiles)
-        assert got.keys == alone.keys
+        assert got.symbols == alone.symbols
         # same sampled paths; float32 matmuls over a padded batch may differ in the last bit
         np.testing.assert_allclose(got.mean, alone.mean, rtol=1e-6)
         np.testing.assert_allclose(got.close_quantiles, alone.quantiles[:, :, :, FIELDS.index("close")], rtol=1e-6)
@@ -81,22 +80,70 @@ def test_limits_name_the_field(kw, limits, field):
     assert field in map(str, e.value.loc)
 
 
-def test_limits_from_env():
-    lim = Limits.from_env({"max_series": 3}, environ={"KRONOS_SERVE_MAX_ROWS": "77"})
-    assert (lim.max_series, lim.max_rows) == (3, 77)
+def _generated(last: str, freq: str, calendar: str, n: int = 3, bars: int = 30, **kw) -> list[str]:
+    """Future stamps generated for a request whose ``bars`` history ends at ``last`` on ``calendar``."""
+    from kronos_core import MarketCalendar
+
+    hist = MarketCalendar(calendar, freq).around(last, bars, 0)
+    hist = hist[hist <= np.datetime64(last, "ns")][-bars:]
+    s = synthetic_series("X", bars, 1)
+    body = {"symbol": "X", "timestamps": hist.astype(str).tolist(),
+            **{f: s.values[:, j].tolist() for j, f in enumerate(FIELDS)}}
+    req = ForecastRequest(series=[body], pred_len=n, freq=freq, calendar=calendar, **kw)
+    (series,) = request_to_series(req, Limits())
+    return np.datetime_as_string(series.future_timestamps, unit="m").tolist()
 
 
-def test_calendar_and_frequency():
-    xnys = future_timestamps(np.datetime64("2024-07-02"), 3, calendar="XNYS")  # skips July 4th
-    assert xnys.astype("datetime64[D]").astype(str).tolist() == ["2024-07-03", "2024-07-05", "2024-07-08"]
-    intraday = future_timestamps(np.datetime64("2024-07-03T12:30"), 3, "30min", calendar="XNYS")  # half day
-    assert intraday.astype(str).tolist()[:2] == ["2024-07-03T13:00:00.000000000", "2024-07-05T10:00:00.000000000"]
-    fixed = future_timestamps(np.datetime64("2024-07-05"), 2, "B")
-    assert fixed.astype("datetime64[D]").astype(str).tolist() == ["2024-07-08", "2024-07-09"]
-    with pytest.raises(ValueError, match="unknown exchange calendar"):
-        future_timestamps(np.datetime64("2024-07-05"), 2, calendar="NOPE")
-    with pytest.raises(ValueError, match="unknown frequency"):
-        future_timestamps(np.datetime64("2024-07-05"), 2, "sometimes")
+def test_generated_future_timestamps_use_the_shared_calendars():
+    assert _generated("2024-07-02", "1d", "XNYS") == ["2024-07-03T00:00", "2024-07-05T00:00", "2024-07-08T00:00"]
+    assert _generated("2024-07-03 12:30", "30min", "XNYS", n=2) == ["2024-07-03T13:00", "2024-07-05T10:00"]
+    assert _generated("2024-07-05", "1d", "weekdays", n=2) == ["2024-07-08T00:00", "2024-07-09T00:00"]
+    assert _generated("2024-06-28 21:00", "1h", "FX", n=2) == ["2024-06-30T22:00", "2024-06-30T23:00"]
+    assert _generated("2024-06-01", "1mo", "24/7", n=2, bars=12) == ["2024-07-01T00:00", "2024-08-01T00:00"]
+
+
+@pytest.mark.parametrize("kw,field,match", [
+    ({"freq": "0min"}, "freq", "frequency '0min': the count must be a whole number >= 1"),
+    ({"freq": "-5min"}, "freq", "frequency '-5min': the count must be a whole number >= 1"),
+    ({"freq": "1000000D"}, "freq", "frequency '1000000D': only one-day bars are supported"),
+    ({"freq": "5min", "calendar": "NOPE"}, "calendar", "unknown calendar 'NOPE'"),
+    ({}, "freq", "missing: give future_timestamps for each series, or freq"),
+])
+def test_frequency_and_calendar_errors_name_the_field_the_client_sent(kw, field, match):
+    """Regression: frequency 0min answered "range() arg 3 must not be zero", -5min blamed a field the client
+    never sent, 1000000D leaked a pandas message."""
+    with pytest.raises(RequestError, match=match) as e:
+        request_to_series(_req(series_changes={"future_timestamps": None}, **kw), Limits())
+    assert e.value.loc == ("body", field)
+
+
+@pytest.mark.parametrize("changes,field,match", [
+    ({"low": "zero"}, "low", "prices must be > 0"), ({"volume": "negative"}, "volume", "must be >= 0"),
+    ({"high": "below"}, "high", "high must be the bar's highest price"),
+    ({"volume": None}, "amount", "amount given without volume"),
+    ({"close": "jump"}, "close", "the previous close"),
+    ({"timestamps": "year3000"}, "timestamps", r"timestamps\[0\] = 3000-01-02 09:35 is outside the supported range"),
+])
+def test_bars_the_job_rejects_get_a_422_at_the_field(changes, field, match):
+    """Regression: the endpoint forecast bars the batch job rejected, and a year-3000 stamp answered 500."""
+    base = _req().series[0].model_dump()
+    (key, how), = changes.items()
+    if how is None:
+        base[key] = None
+    elif how == "zero":
+        base[key][2] = 0.0
+    elif how == "negative":
+        base[key][2] = -1.0
+    elif how == "below":
+        base[key][2] = min(base["open"][2], base["close"][2]) * 0.5
+    elif how == "jump":
+        base["open"][5], base["high"][5], base["low"][5], base["close"][5] = (x * 1e6 for x in (
+            base["open"][5], base["high"][5], base["low"][5], base["close"][5]))
+    elif how == "year3000":
+        base["timestamps"] = [t.replace(year=3000 + i) for i, t in enumerate(base["timestamps"])]
+    with pytest.raises(RequestError, match=match) as e:
+        request_to_series(ForecastRequest(series=[base], pred_len=3), Limits())
+    assert e.value.loc[:3] == ("body", "series", 0) and e.value.loc[3] == field
 
 
 def test_config_checks_and_cli_flags():
@@ -112,8 +159,26 @@ def test_config_checks_and_cli_flags():
     app = cfg["applications"][0]
     fc = next(d for d in app["deployments"] if d["name"] == "Forecaster")
     assert app["args"]["models"]["ft"]["model"] == "random:test:3" and "mini" in app["args"]["models"]
+    assert app["args"]["default_model"] == "ft"
     assert fc["user_config"]["max_batch_size"] == 1 and fc["num_replicas"] == 2 and "autoscaling_config" not in fc
     assert fc["ray_actor_options"]["num_gpus"] == 0.5 and cfg["http_options"]["port"] == 9001
     from ray.serve.schema import ServeDeploySchema
 
     ServeDeploySchema(**{k: v for k, v in cfg.items() if k != "http_options"} | {"http_options": cfg["http_options"]})
+
+
+def test_serve_config_yaml_is_generated_from_the_code():
+    """One source for serving defaults: serve_config.yaml equals what serving/config.py generates, and
+    nothing is configured through environment variables any more."""
+    from pathlib import Path
+
+    from serving.deploy import DEFAULT_CONFIG_FILE, default_serve_config, load_serve_config, serve_config_yaml
+
+    assert DEFAULT_CONFIG_FILE.read_text() == serve_config_yaml(), \
+        "regenerate: python -m serving.deploy --write-config serving/serve_config.yaml"
+    assert load_serve_config(DEFAULT_CONFIG_FILE) == default_serve_config()
+    app = load_serve_config(DEFAULT_CONFIG_FILE)["applications"][0]
+    assert ServingConfig(**app["args"]) == ServingConfig()
+    assert "env_vars" not in str({k: v for k, v in app.items() if k != "runtime_env"})
+    source = "".join(p.read_text() for p in Path(__file__).parents[2].joinpath("serving").glob("*.py"))
+    assert "environ.get" not in source and "KRONOS_SERVE_" not in source  # no settings read from the environment
