@@ -130,7 +130,7 @@ def worker(args) -> None:
 
             series = [Series.from_frame(str(i), f, timestamps=x, future_timestamps=y)
                       for i, (f, x, y) in enumerate(zip(frames, xts, yts, strict=True))]
-            res = pred.forecast(series, args.pred_len, sampling=SamplingParams(top_k=1, top_p=1.0))
+            res = pred.forecast(series, args.pred_len, sampling=SamplingParams(top_k=1, top_p=1.0, sample_count=1))
             tokens = res.tokens[:, 0]
     if cuda:
         torch.cuda.synchronize()

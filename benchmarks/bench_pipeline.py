@@ -71,16 +71,14 @@ class PeakRSS:
 def in_process(url: str, cfg, symbols: list[str], threads: int) -> tuple[float, float]:
     """(seconds to read+window, seconds to forecast) for ``symbols`` with the job's exact inputs."""
     import torch
-    from pipeline.calendars import future_timestamps, job_grid
 
-    from kronos_core import SamplingParams, Series
-    from pipeline.forecast import load_predictor
-    from pipeline.job import window_start
+    from kronos_core import KronosPredictor, Series
+    from pipeline.future import run_grid, window_start
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    grid = job_grid(cfg.calendar, cfg.as_of, cfg.lookback, cfg.pred_len)
-    start = window_start(grid, cfg.calendar, cfg.as_of, cfg.lookback)
+    grid = run_grid(cfg.calendar, cfg.as_of, cfg.lookback, cfg.pred_len)
+    start = pd.Timestamp(window_start(grid, cfg.as_of, cfg.lookback))
     df = pd.read_parquet(url, filters=[("timestamp", ">=", start), ("timestamp", "<=", cfg.as_of)])
     df = df[df["symbol"].isin(set(symbols))].sort_values(["symbol", "timestamp"])
     series = []
@@ -88,13 +86,12 @@ def in_process(url: str, cfg, symbols: list[str], threads: int) -> tuple[float, 
         g = g.iloc[-cfg.lookback:]
         ts = g["timestamp"].to_numpy("datetime64[ns]")
         series.append(Series.from_frame(sym, g, timestamps=ts,
-                                        future_timestamps=future_timestamps(grid, cfg.calendar, ts[-1], cfg.pred_len)))
+                                        future_timestamps=cfg.calendar.next_bars(ts[-1], cfg.pred_len, grid)))
     t_read = time.perf_counter() - t0
-    pred = load_predictor(cfg.model)
+    pred = KronosPredictor.from_spec(cfg.model)
     pred.batch_size = cfg.compute.batch_size
     t0 = time.perf_counter()
-    pred.forecast(series, pred_len=cfg.pred_len, sampling=SamplingParams(**cfg.sampling.model_dump()),
-                  quantiles=cfg.output.quantiles)
+    pred.forecast(series, pred_len=cfg.pred_len, sampling=cfg.sampling, quantiles=cfg.output.quantiles)
     return t_read, time.perf_counter() - t0
 
 
@@ -128,7 +125,7 @@ def main() -> None:
         cfgs.append(JobConfig.model_validate({
             "as_of": "2024-06-28", "lookback": args.lookback, "pred_len": args.pred_len,
             "input": {"url": m.url}, "output": {"url": f"{tmp}/out"},
-            "model": {"model": args.model, "tokenizer": args.model},
+            "model": {"model": args.model, "tokenizer": args.model, "device": "cpu"},
             "sampling": {"sample_count": args.samples, "seed": 0},
             "validation": {"min_history": args.lookback // 2},
             "compute": {"concurrency": args.concurrency, "num_cpus": max(1, cores // args.concurrency),

@@ -1,6 +1,6 @@
 """Serving benchmark: throughput and p50/p99 latency at several concurrencies, batching on vs off.
 
-Starts a local Ray + Serve from serving/serve_config.yaml (one Forecaster replica, one torch thread),
+Starts a local Ray + Serve from the default Serve config (serving/config.py) (one Forecaster replica, one torch thread),
 then for each batching mode (switched live through the Forecaster's user_config) and concurrency sends
 requests of one series each from an asyncio httpx client and prints a side-by-side table.
 
@@ -46,8 +46,8 @@ def make_requests(n: int, lookback: int, pred_len: int, sample_count: int, model
         ts = [str(t) for t in df["timestamps"]]
         s = {"symbol": f"SYM{i % 64:03d}", "timestamps": ts[:lookback], "future_timestamps": ts[lookback:]}
         s.update({f: df[f].iloc[:lookback].tolist() for f in FIELDS})
-        out.append({"series": [s], "pred_len": pred_len, "seed": 0, "model": model,
-                    "sampling": {"sample_count": sample_count}, "quantiles": [0.1, 0.5, 0.9]})
+        out.append({"series": [s], "pred_len": pred_len, "model": model,
+                    "sampling": {"sample_count": sample_count, "seed": 0}, "quantiles": [0.1, 0.5, 0.9]})
     return out
 
 
@@ -87,18 +87,20 @@ def main() -> None:
     import torch
     from ray import serve
 
-    from serving.deploy import deploy, load_config, override
+    from serving.config import DEFAULT_MODELS
+    from serving.deploy import deploy, load_serve_config, override
 
-    env = {"RAY_AUTH_MODE": "disabled", **{k: v for k, v in os.environ.items() if k.startswith("KRONOS_SERVE_")}}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}})
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     one = {"num_replicas": 1, "autoscaling_config": None}
     modes = {"on": {"max_batch_size": a.max_batch_size, "batch_wait_timeout_s": a.batch_wait_ms / 1000},
              "off": {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}}
-    base = override(load_config(), host="127.0.0.1", port=port,
-                    args={"default_model": a.model, "torch_threads": 1, "device": "cpu"},
+    models = {k: {"model": v.model, "tokenizer": v.tokenizer, "device": "cpu"} for k, v in DEFAULT_MODELS.items()}
+    base = override(load_serve_config(), host="127.0.0.1", port=port,
+                    args={"default_model": a.model, "torch_threads": 1, "models": models},
                     forecaster={**one, "max_ongoing_requests": max(64, a.max_batch_size)}, ingress=one)
     results: dict[tuple[str, int], dict] = {}
     try:

@@ -10,8 +10,6 @@ import logging
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port
-
 pytestmark = [pytest.mark.timeout(300)]
 
 
@@ -24,10 +22,9 @@ def s3(tmp_path_factory):
     from pipeline.config import StorageConfig
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # the OS picks the port
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket="flows-bkt")
     storage = StorageConfig(endpoint_url=endpoint, region="us-east-1", key="testing", secret="testing", retries=1)

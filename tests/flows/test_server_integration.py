@@ -54,22 +54,33 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
-    """A real Prefect server on 127.0.0.1:<free port> with its own PREFECT_HOME; yields (api_url, env)."""
+    """A real Prefect server on 127.0.0.1:<free port> with its own PREFECT_HOME; yields (api_url, env).
+
+    ``prefect server start`` cannot bind port 0 and report it, so a free port is picked first; if another
+    process takes it in between, the server exits and is started again on a new port (up to three times)."""
     import httpx
 
     home = tmp_path_factory.mktemp("prefect_home")
-    port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_API_URL": "", "PREFECT_UI_ENABLED": "false", "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     env.pop("PREFECT_API_URL")
     log = home / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
+    for attempt in range(3):
+        port = free_port()
+        with open(log, "w") as out:
+            proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}/api"
+        try:
+            _wait(lambda u=url: httpx.get(f"{u}/health", timeout=2).json() is True, 90, "prefect server", proc, log)
+            break
+        except AssertionError:
+            exited = proc.poll() is not None
+            _stop(proc)
+            if not exited or attempt == 2:
+                raise
     try:
-        _wait(lambda: httpx.get(f"{url}/health", timeout=2).json() is True, 90, "prefect server", proc, log)
         yield url, {**env, "PREFECT_API_URL": url}
     finally:
         _stop(proc)

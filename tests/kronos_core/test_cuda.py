@@ -24,7 +24,7 @@ def test_cuda_fp32_matches_cpu_greedy(size, series):
     torch.backends.cudnn.allow_tf32 = False
     cpu = KronosPredictor.from_pretrained(f"random:{size}", f"random:{size}", max_context=128)
     gpu = KronosPredictor.from_pretrained(f"random:{size}", f"random:{size}", device="cuda", max_context=128)
-    greedy = SamplingParams(top_k=1, top_p=1.0)
+    greedy = SamplingParams(top_k=1, top_p=1.0, sample_count=1)
     a, b = cpu.forecast(series, sampling=greedy), gpu.forecast(series, sampling=greedy)
     np.testing.assert_array_equal(a.tokens, b.tokens)
     np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-4 * np.abs(a.paths).max())

@@ -12,6 +12,7 @@ from pipeline.cli import main
 from .conftest import AS_OF, job_config
 
 
+@pytest.mark.slow  # ~30 s of forecasting on 2 cores: the scale check, not a behaviour the default tier needs
 @pytest.mark.timeout(400)
 def test_two_thousand_assets(ray_local, tmp_path):
     m = write_synthetic_market(str(tmp_path / "bars"), n_symbols=2000, n_bars=40, min_bars=30, end=AS_OF, seed=11)
