@@ -123,23 +123,34 @@ def worker(args) -> None:
     with torch.no_grad():
         if args.impl == "official":
             out = pred.predict_batch(frames, xts, yts, args.pred_len, verbose=False, **greedy)
-            tokens = np.stack([captured["s1"][:, -args.pred_len:].cpu().numpy(),
-                               captured["s2"][:, -args.pred_len:].cpu().numpy()], -1)
+            tokens = np.stack(
+                [
+                    captured["s1"][:, -args.pred_len :].cpu().numpy(),
+                    captured["s2"][:, -args.pred_len :].cpu().numpy(),
+                ],
+                -1,
+            )
         else:
             from kronos_core import SamplingParams, Series
 
-            series = [Series.from_frame(str(i), f, timestamps=x, future_timestamps=y)
-                      for i, (f, x, y) in enumerate(zip(frames, xts, yts, strict=True))]
-            res = pred.forecast(series, args.pred_len, sampling=SamplingParams(top_k=1, top_p=1.0, sample_count=1))
+            series = [
+                Series.from_frame(str(i), f, timestamps=x, future_timestamps=y)
+                for i, (f, x, y) in enumerate(zip(frames, xts, yts, strict=True))
+            ]
+            res = pred.forecast(
+                series, args.pred_len, sampling=SamplingParams(top_k=1, top_p=1.0, sample_count=1)
+            )
             tokens = res.tokens[:, 0]
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
-            else sampler.stop_mib())
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else sampler.stop_mib()
     np.save(args.tokens_out, tokens)
-    close = (np.stack([f["close"].to_numpy() for f in out]) if args.impl == "official"
-             else np.asarray(res.mean[..., 3]))
+    close = (
+        np.stack([f["close"].to_numpy() for f in out])
+        if args.impl == "official"
+        else np.asarray(res.mean[..., 3])
+    )
     np.save(str(args.tokens_out).replace(".npy", "-close.npy"), close)
     print(json.dumps({"seconds": seconds, "peak_mib": peak}))
 
@@ -147,9 +158,27 @@ def worker(args) -> None:
 def run_one(impl, setting, args, weights, tmp) -> dict:
     lookback, pred_len, batch = setting
     out = Path(tmp) / f"{impl}-{lookback}-{pred_len}-{batch}.npy"
-    cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--lookback", str(lookback), "--pred-len",
-           str(pred_len), "--batch", str(batch), "--threads", str(args.threads), "--device", args.device,
-           "--weights", str(weights), "--tokens-out", str(out)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--impl",
+        impl,
+        "--lookback",
+        str(lookback),
+        "--pred-len",
+        str(pred_len),
+        "--batch",
+        str(batch),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--weights",
+        str(weights),
+        "--tokens-out",
+        str(out),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode:
@@ -171,8 +200,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="small settings only (smoke run)")
-    ap.add_argument("--settings", default=None,
-                    help="comma-separated LOOKBACKxPREDxBATCH, e.g. 400x120x64,128x32x256 (default: the README table)")
+    ap.add_argument(
+        "--settings",
+        default=None,
+        help="comma-separated LOOKBACKxPREDxBATCH, e.g. 400x120x64,128x32x256 (default: the README table)",
+    )
     ap.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args()
     if args.worker:
@@ -184,13 +216,19 @@ def main() -> None:
     settings = QUICK if args.quick else SETTINGS
     if args.settings:
         settings = [tuple(int(v) for v in item.split("x")) for item in args.settings.split(",")]
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; "
-          f"threads {args.threads}; device {args.device}; float32; Kronos-small architecture, random weights, greedy")
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"torch {torch.__version__}; "
+        f"threads {args.threads}; device {args.device}; float32; "
+        "Kronos-small architecture, random weights, greedy"
+    )
     if args.device.startswith("cuda"):
         print(f"# gpu: {torch.cuda.get_device_name(0)}")
-    header = (f"{'lookback/pred':>13} {'batch':>5} | {'official s':>10} {'exact s':>8} {'rolling s':>9} | "
-              f"{'exact x':>7} {'rolling x':>9} | {'exact series/s':>14} | {'tokens':>9} | "
-              f"{'extra MiB off/exact/roll':>24} | {'rolling = official':>18}")
+    header = (
+        f"{'lookback/pred':>13} {'batch':>5} | {'official s':>10} {'exact s':>8} {'rolling s':>9} | "
+        f"{'exact x':>7} {'rolling x':>9} | {'exact series/s':>14} | {'tokens':>9} | "
+        f"{'extra MiB off/exact/roll':>24} | {'rolling = official':>18}"
+    )
     print(header)
     print("-" * len(header))
     rows = []
@@ -198,7 +236,9 @@ def main() -> None:
         weights = Path(tmp) / "weights"
         make_weights(weights)
         for setting in settings:
-            rec = {impl: run_one(impl, setting, args, weights, tmp) for impl in ("official", "exact", "rolling")}
+            rec = {
+                impl: run_one(impl, setting, args, weights, tmp) for impl in ("official", "exact", "rolling")
+            }
             off_tok = np.load(rec["official"]["tokens"])
             same = np.array_equal(off_tok, np.load(rec["exact"]["tokens"]))
             # rolling mode's deviation from the official output: share of equal tokens, and the mean
@@ -210,15 +250,29 @@ def main() -> None:
             roll_dev = float(np.mean(np.abs(c_roll - c_off) / np.abs(c_off)))
             lb, pl, b = setting
             off, ex, ro = (rec[k]["seconds"] for k in ("official", "exact", "rolling"))
-            row = {"lookback": lb, "pred_len": pl, "batch": b, "official_s": off, "exact_s": ex, "rolling_s": ro,
-                   "exact_speedup": off / ex, "rolling_speedup": off / ro, "tokens_identical": bool(same),
-                   "rolling_tokens_equal": roll_eq, "rolling_close_rel_dev": roll_dev,
-                   "peak_mib": {k: rec[k]["peak_mib"] for k in rec}}
+            row = {
+                "lookback": lb,
+                "pred_len": pl,
+                "batch": b,
+                "official_s": off,
+                "exact_s": ex,
+                "rolling_s": ro,
+                "exact_speedup": off / ex,
+                "rolling_speedup": off / ro,
+                "tokens_identical": bool(same),
+                "rolling_tokens_equal": roll_eq,
+                "rolling_close_rel_dev": roll_dev,
+                "peak_mib": {k: rec[k]["peak_mib"] for k in rec},
+            }
             rows.append(row)
-            print(f"{lb:>6}/{pl:<6} {b:>5} | {off:>10.2f} {ex:>8.2f} {ro:>9.2f} | {off / ex:>6.1f}x {off / ro:>8.1f}x | "
-                  f"{b / ex:>14.2f} | {'identical' if same else 'DIFFER':>9} | "
-                  f"{rec['official']['peak_mib']:>7.0f}/{rec['exact']['peak_mib']:.0f}/{rec['rolling']['peak_mib']:.0f}"
-                  f"{'':>8} | {100 * roll_eq:5.1f}% tok, {100 * roll_dev:.2f}% close", flush=True)
+            print(
+                f"{lb:>6}/{pl:<6} {b:>5} | {off:>10.2f} {ex:>8.2f} {ro:>9.2f} | "
+                f"{off / ex:>6.1f}x {off / ro:>8.1f}x | "
+                f"{b / ex:>14.2f} | {'identical' if same else 'DIFFER':>9} | "
+                f"{rec['official']['peak_mib']:>7.0f}/{rec['exact']['peak_mib']:.0f}/{rec['rolling']['peak_mib']:.0f}"
+                f"{'':>8} | {100 * roll_eq:5.1f}% tok, {100 * roll_dev:.2f}% close",
+                flush=True,
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     if not all(r["tokens_identical"] for r in rows):

@@ -43,7 +43,9 @@ class PeakRSS:
                 with open(f"/proc/{pid}/stat") as f:
                     parent[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
                 with open(f"/proc/{pid}/status") as f:
-                    rss[int(pid)] = next((int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmRSS:")), 0)
+                    rss[int(pid)] = next(
+                        (int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmRSS:")), 0
+                    )
             except (OSError, ValueError, IndexError):
                 continue
         tree, frontier = {os.getpid()}, [os.getpid()]
@@ -83,10 +85,13 @@ def in_process(url: str, cfg, symbols: list[str], threads: int) -> tuple[float, 
     df = df[df["symbol"].isin(set(symbols))].sort_values(["symbol", "timestamp"])
     series = []
     for sym, g in df.groupby("symbol", sort=True):
-        g = g.iloc[-cfg.lookback:]
+        g = g.iloc[-cfg.lookback :]
         ts = g["timestamp"].to_numpy("datetime64[ns]")
-        series.append(Series.from_frame(sym, g, timestamps=ts,
-                                        future_timestamps=cfg.calendar.next_bars(ts[-1], cfg.pred_len, grid)))
+        series.append(
+            Series.from_frame(
+                sym, g, timestamps=ts, future_timestamps=cfg.calendar.next_bars(ts[-1], cfg.pred_len, grid)
+            )
+        )
     t_read = time.perf_counter() - t0
     pred = KronosPredictor.from_spec(cfg.model)
     pred.batch_size = cfg.compute.batch_size
@@ -105,8 +110,12 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--skip-inproc", action="store_true")
-    ap.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
-                    help="one small Ray run first (default on); --no-warmup measures a cold cluster")
+    ap.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one small Ray run first (default on); --no-warmup measures a cold cluster",
+    )
     args = ap.parse_args()
 
     import ray
@@ -119,17 +128,34 @@ def main() -> None:
     markets, cfgs, results = [], [], []
     for n in args.sizes:
         tmp = tempfile.mkdtemp(prefix=f"bench_pipeline_{n}_")
-        m = write_synthetic_market(f"{tmp}/bars", n_symbols=n, n_bars=args.lookback + 20, min_bars=args.lookback,
-                                   end="2024-06-28", seed=n)
+        m = write_synthetic_market(
+            f"{tmp}/bars",
+            n_symbols=n,
+            n_bars=args.lookback + 20,
+            min_bars=args.lookback,
+            end="2024-06-28",
+            seed=n,
+        )
         markets.append(m)
-        cfgs.append(JobConfig.model_validate({
-            "as_of": "2024-06-28", "lookback": args.lookback, "pred_len": args.pred_len,
-            "input": {"url": m.url}, "output": {"url": f"{tmp}/out"},
-            "model": {"model": args.model, "tokenizer": args.model, "device": "cpu"},
-            "sampling": {"sample_count": args.samples, "seed": 0},
-            "validation": {"min_history": args.lookback // 2},
-            "compute": {"concurrency": args.concurrency, "num_cpus": max(1, cores // args.concurrency),
-                        "batch_size": args.batch_size}}))
+        cfgs.append(
+            JobConfig.model_validate(
+                {
+                    "as_of": "2024-06-28",
+                    "lookback": args.lookback,
+                    "pred_len": args.pred_len,
+                    "input": {"url": m.url},
+                    "output": {"url": f"{tmp}/out"},
+                    "model": {"model": args.model, "tokenizer": args.model, "device": "cpu"},
+                    "sampling": {"sample_count": args.samples, "seed": 0},
+                    "validation": {"min_history": args.lookback // 2},
+                    "compute": {
+                        "concurrency": args.concurrency,
+                        "num_cpus": max(1, cores // args.concurrency),
+                        "batch_size": args.batch_size,
+                    },
+                }
+            )
+        )
         results.append({"n": n})
     # in-process first, before Ray exists, so its RSS is the predictor's alone
     if not args.skip_inproc:
@@ -144,25 +170,42 @@ def main() -> None:
     for cfg, row in zip(cfgs, results, strict=True):
         with PeakRSS() as rss:
             s = run_job(cfg)
-        row.update(forecast=s.assets_forecast, ray_wall=s.wall_s, ray_fc=s.stage_s["forecast"], ray_rss=rss.peak,
-                   stages=s.stage_s)
+        row.update(
+            forecast=s.assets_forecast,
+            ray_wall=s.wall_s,
+            ray_fc=s.stage_s["forecast"],
+            ray_rss=rss.peak,
+            stages=s.stage_s,
+        )
         print(f"ray n={row['n']}: {row}", file=sys.stderr, flush=True)
     ray.shutdown()
 
-    print(f"\nmachine: {cores}-core CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-          f"dtype float32, model {args.model}, lookback {args.lookback}, pred_len {args.pred_len}, "
-          f"sample_count {args.samples}, {args.concurrency} actors x {max(1, cores // args.concurrency)} CPU, "
-          f"batch {args.batch_size}, warm-up run {'yes' if args.warmup else 'no'}")
-    hdr = ("assets", "in-proc series/s", "Ray job series/s", "Ray fc-stage series/s", "overhead", "peak RSS Ray tree",
-           "peak RSS in-proc")
+    print(
+        f"\nmachine: {cores}-core CPU ({platform.processor() or platform.machine()}), "
+        f"torch {torch.__version__}, "
+        f"dtype float32, model {args.model}, lookback {args.lookback}, pred_len {args.pred_len}, "
+        f"sample_count {args.samples}, {args.concurrency} actors x {max(1, cores // args.concurrency)} CPU, "
+        f"batch {args.batch_size}, warm-up run {'yes' if args.warmup else 'no'}"
+    )
+    hdr = (
+        "assets",
+        "in-proc series/s",
+        "Ray job series/s",
+        "Ray fc-stage series/s",
+        "overhead",
+        "peak RSS Ray tree",
+        "peak RSS in-proc",
+    )
     print("| " + " | ".join(hdr) + " |\n|" + "---|" * len(hdr))
     for r in results:
         n_fc = r["forecast"]
         ip = n_fc / r["ip_fc"] if "ip_fc" in r else float("nan")
         ray_sps, fc_sps = n_fc / r["ray_wall"], n_fc / r["ray_fc"]
         over = (r["ray_wall"] / r["ip_fc"] - 1) * 100 if "ip_fc" in r else float("nan")
-        print(f"| {r['n']} | {ip:.1f} | {ray_sps:.1f} | {fc_sps:.1f} | {over:+.0f} % | "
-              f"{r['ray_rss'] / 2**30:.2f} GiB | {r.get('ip_rss', np.nan) / 2**30:.2f} GiB |")
+        print(
+            f"| {r['n']} | {ip:.1f} | {ray_sps:.1f} | {fc_sps:.1f} | {over:+.0f} % | "
+            f"{r['ray_rss'] / 2**30:.2f} GiB | {r.get('ip_rss', np.nan) / 2**30:.2f} GiB |"
+        )
     for r in results:
         print(f"stages n={r['n']}: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["stages"].items()))
 

@@ -10,8 +10,17 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["KEYS", "summary_rows", "frame_rows", "publish_table", "publish_link", "publish_image",
-           "publish_markdown", "file_link", "markdown_table"]
+__all__ = [
+    "KEYS",
+    "summary_rows",
+    "frame_rows",
+    "publish_table",
+    "publish_link",
+    "publish_image",
+    "publish_markdown",
+    "file_link",
+    "markdown_table",
+]
 
 # artifact keys: lowercase letters, digits and dashes only (Prefect's rule)
 KEYS = {
@@ -44,7 +53,9 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for k, v in summary.items():
         if isinstance(v, dict):
-            v = ", ".join(f"{a}={_cell(b) if not isinstance(b, float) else round(b, 3)}" for a, b in v.items())
+            v = ", ".join(
+                f"{a}={_cell(b) if not isinstance(b, float) else round(b, 3)}" for a, b in v.items()
+            )
         elif isinstance(v, float):
             v = round(v, 3)
         rows.append({"field": k, "value": _cell(v)})
@@ -55,13 +66,18 @@ def frame_rows(df: pd.DataFrame, limit: int = 500, digits: int = 5) -> list[dict
     """JSON-able rows of a DataFrame (first ``limit``), floats rounded."""
     out = []
     for rec in df.head(limit).to_dict(orient="records"):
-        out.append({k: _cell(round(v, digits) if isinstance(v, float) and math.isfinite(v) else v)
-                    for k, v in rec.items()})
+        out.append(
+            {
+                k: _cell(round(v, digits) if isinstance(v, float) and math.isfinite(v) else v)
+                for k, v in rec.items()
+            }
+        )
     return out
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
     """A GitHub-style markdown table (no tabulate dependency); floats to ``digits`` significant digits."""
+
     def fmt(v):
         v = _cell(v)
         return "" if v is None else f"{v:.{digits}g}" if isinstance(v, float) else str(v)

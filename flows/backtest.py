@@ -23,12 +23,14 @@ __all__ = ["backtest", "auto_cutoffs"]
 
 
 def auto_cutoffs(sessions: list[dt.date], pred_len: int, n: int, every: int) -> list[dt.date]:
-    """The latest ``n`` cutoffs, ``every`` sessions apart, each with ``pred_len`` realised sessions after it."""
+    """The latest ``n`` cutoffs, ``every`` sessions apart, each with ``pred_len`` realised sessions after."""
     sessions = sorted(set(sessions))
     last = len(sessions) - 1 - pred_len
     if last < 0:
-        raise ValueError(f"only {len(sessions)} sessions in the input; a cutoff needs {pred_len} realised "
-                         f"sessions after it")
+        raise ValueError(
+            f"only {len(sessions)} sessions in the input; a cutoff needs {pred_len} realised "
+            f"sessions after it"
+        )
     picks = [sessions[i] for i in range(last, -1, -every)][:n]
     return sorted(picks)
 
@@ -38,8 +40,15 @@ def resolve_cutoffs(params: BacktestParams) -> list[dt.date]:
     if params.cutoffs:
         return list(params.cutoffs)
     job = params.job
-    bars = store.read_bars(job.input_url, job.input_layout, dt.date(1970, 1, 1), None, None, job.storage,
-                           columns=("symbol", "timestamp"))
+    bars = store.read_bars(
+        job.input_url,
+        job.input_layout,
+        dt.date(1970, 1, 1),
+        None,
+        None,
+        job.storage,
+        columns=("symbol", "timestamp"),
+    )
     sessions = sorted(set(bars["timestamp"].dt.date))
     out = auto_cutoffs(sessions, job.pred_len, params.n_cutoffs, params.every)
     get_run_logger().info("cutoffs: %s", ", ".join(map(str, out)))
@@ -52,31 +61,72 @@ def score_one(job: NightlyParams, summary: dict[str, Any], cutoff: dt.date) -> p
     if fc.empty:
         return pd.DataFrame(columns=SCORECARD_COLUMNS)
     start = (pd.Timestamp(cutoff) - pd.Timedelta(days=int(job.lookback * 1.6) + 10)).date()
-    bars = store.read_bars(job.input_url, job.input_layout, start, None, sorted(fc["symbol"].unique()), job.storage)
-    return score_cutoff(fc, bars, cutoff, quantile_levels_in(fc), lookback=job.lookback,
-                        model=summary.get("model") or job.model.model)
+    bars = store.read_bars(
+        job.input_url, job.input_layout, start, None, sorted(fc["symbol"].unique()), job.storage
+    )
+    return score_cutoff(
+        fc,
+        bars,
+        cutoff,
+        quantile_levels_in(fc),
+        lookback=job.lookback,
+        model=summary.get("model") or job.model.model,
+    )
 
 
 @task(name="write-backtest", cache_policy=NO_CACHE, **IO_RETRIES)
 def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[dict[str, Any]]) -> str:
     url = store.write_scorecard(job.output_url, card, job.storage, name="backtest_scorecard.parquet")
-    A.publish_table(A.KEYS["backtest"], A.frame_rows(card.sort_values(["as_of", "method"])) if len(card) else [],
-                    f"Walk-forward backtest, {card['as_of'].nunique() if len(card) else 0} cutoffs, per cutoff and method")
-    runs = pd.DataFrame([{k: s.get(k) for k in ("as_of", "assets_forecast", "assets_rejected", "rows_written",
-                                                 "wall_s", "output_url")} for s in summaries])
-    md = ["# Walk-forward backtest", "", f"Scorecard table: `{store.local_or_url(url)}`", "",
-          "## Mean over cutoffs", "", A.markdown_table(summarize_scorecard(card)), "",
-          "## Runs", "", A.markdown_table(runs)]
-    A.publish_markdown(A.KEYS["backtest_summary"], "\n".join(md), "Backtest metrics over time vs naive baselines")
+    A.publish_table(
+        A.KEYS["backtest"],
+        A.frame_rows(card.sort_values(["as_of", "method"])) if len(card) else [],
+        f"Walk-forward backtest, {card['as_of'].nunique() if len(card) else 0} cutoffs, "
+        "per cutoff and method",
+    )
+    runs = pd.DataFrame(
+        [
+            {
+                k: s.get(k)
+                for k in (
+                    "as_of",
+                    "assets_forecast",
+                    "assets_rejected",
+                    "rows_written",
+                    "wall_s",
+                    "output_url",
+                )
+            }
+            for s in summaries
+        ]
+    )
+    md = [
+        "# Walk-forward backtest",
+        "",
+        f"Scorecard table: `{store.local_or_url(url)}`",
+        "",
+        "## Mean over cutoffs",
+        "",
+        A.markdown_table(summarize_scorecard(card)),
+        "",
+        "## Runs",
+        "",
+        A.markdown_table(runs),
+    ]
+    A.publish_markdown(
+        A.KEYS["backtest_summary"], "\n".join(md), "Backtest metrics over time vs naive baselines"
+    )
     if len(card):
-        A.publish_image(A.KEYS["backtest_chart"], png_data_uri(scorecard_png(card)),
-                        "MAE, RankIC, direction accuracy and CRPS per cutoff: kronos vs naive baselines")
+        A.publish_image(
+            A.KEYS["backtest_chart"],
+            png_data_uri(scorecard_png(card)),
+            "MAE, RankIC, direction accuracy and CRPS per cutoff: kronos vs naive baselines",
+        )
     return url
 
 
 @flow(name="walk-forward-backtest", log_prints=True)
 def backtest(params: BacktestParams = BacktestParams()) -> dict[str, Any]:
-    """Run the forecast job at each cutoff and score it; returns the scorecard location and the mean metrics."""
+    """Run the forecast job at each cutoff and score it; returns the scorecard location and mean metrics."""
     cutoffs = resolve_cutoffs(params)
     rows, summaries = [], []
     for cutoff in cutoffs:
@@ -85,10 +135,17 @@ def backtest(params: BacktestParams = BacktestParams()) -> dict[str, Any]:
         summary = run_forecast_job(job, cutoff)
         summaries.append(summary)
         rows.append(score_one(job, summary, cutoff))
-    card = pd.concat([r for r in rows if len(r)], ignore_index=True) if any(len(r) for r in rows) else \
-        pd.DataFrame(columns=SCORECARD_COLUMNS)
+    card = (
+        pd.concat([r for r in rows if len(r)], ignore_index=True)
+        if any(len(r) for r in rows)
+        else pd.DataFrame(columns=SCORECARD_COLUMNS)
+    )
     url = write_and_publish(params.job, card, summaries)
     mean = summarize_scorecard(card)
-    return {"cutoffs": [str(c) for c in cutoffs], "scorecard": store.local_or_url(url),
-            "mean": A.frame_rows(mean), "partitions": [store.local_or_url(s["output_url"]) for s in summaries],
-            "chart_dir": store.local_or_url(join(params.job.output_url, "charts"))}
+    return {
+        "cutoffs": [str(c) for c in cutoffs],
+        "scorecard": store.local_or_url(url),
+        "mean": A.frame_rows(mean),
+        "partitions": [store.local_or_url(s["output_url"]) for s in summaries],
+        "chart_dir": store.local_or_url(join(params.job.output_url, "charts")),
+    }

@@ -15,7 +15,7 @@ __all__ = ["pick_chart_symbols", "fan_chart_png", "png_data_uri", "scorecard_png
 
 
 def pick_chart_symbols(forecasts: pd.DataFrame, n: int = 4) -> list[str]:
-    """A stable, informative choice: the assets with the most bullish and most bearish ``p_up``, then by name."""
+    """A stable, informative choice: the assets with the most bullish and bearish ``p_up``, then by name."""
     if forecasts.empty:
         return []
     per = forecasts.groupby("symbol")["p_up"].first().sort_index() if "p_up" in forecasts else None
@@ -32,12 +32,20 @@ def pick_chart_symbols(forecasts: pd.DataFrame, n: int = 4) -> list[str]:
     return picks[:n]
 
 
-def fan_chart_png(history: pd.DataFrame, forecasts: pd.DataFrame, symbols: Sequence[str],
-                  quantile_levels: Sequence[float], title: str = "", history_bars: int = 60, dpi: int = 72) -> bytes:
+def fan_chart_png(
+    history: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    symbols: Sequence[str],
+    quantile_levels: Sequence[float],
+    title: str = "",
+    history_bars: int = 60,
+    dpi: int = 72,
+) -> bytes:
     """PNG bytes: one panel per symbol with the last ``history_bars`` closes, the mean forecast and
     nested quantile bands (outermost pair lightest).
 
-    history: ``symbol, timestamp, close``; forecasts: ``symbol, timestamp, step, close`` and close quantile columns.
+    history: ``symbol, timestamp, close``; forecasts: ``symbol, timestamp, step, close`` and close quantile
+    columns.
     """
     import matplotlib
 
@@ -51,7 +59,7 @@ def fan_chart_png(history: pd.DataFrame, forecasts: pd.DataFrame, symbols: Seque
     nrows = max(1, int(np.ceil(len(symbols) / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.0 * nrows), squeeze=False)
     try:
-        for ax in axes.ravel()[len(symbols):]:
+        for ax in axes.ravel()[len(symbols) :]:
             ax.set_visible(False)
         for ax, sym in zip(axes.ravel(), symbols, strict=False):
             h = history[history["symbol"] == sym].sort_values("timestamp").tail(history_bars)
@@ -61,13 +69,25 @@ def fan_chart_png(history: pd.DataFrame, forecasts: pd.DataFrame, symbols: Seque
                 x = f["timestamp"]
                 if not h.empty:  # join the mean path to the last observed bar
                     x0 = pd.concat([h["timestamp"].tail(1), x])
-                    ax.plot(x0, np.r_[h["close"].iloc[-1], f["close"].to_numpy()], color="tab:blue", lw=1.4,
-                            label="mean forecast")
+                    ax.plot(
+                        x0,
+                        np.r_[h["close"].iloc[-1], f["close"].to_numpy()],
+                        color="tab:blue",
+                        lw=1.4,
+                        label="mean forecast",
+                    )
                 else:
                     ax.plot(x, f["close"], color="tab:blue", lw=1.4, label="mean forecast")
                 for i, (lo, hi) in enumerate(pairs):
-                    ax.fill_between(x, f[quantile_column(lo)], f[quantile_column(hi)], color="tab:blue",
-                                    alpha=0.15 + 0.15 * i, lw=0, label=f"q{lo * 100:g}–q{hi * 100:g}")
+                    ax.fill_between(
+                        x,
+                        f[quantile_column(lo)],
+                        f[quantile_column(hi)],
+                        color="tab:blue",
+                        alpha=0.15 + 0.15 * i,
+                        lw=0,
+                        label=f"q{lo * 100:g}–q{hi * 100:g}",
+                    )
             ax.set_title(sym, fontsize=9)
             ax.tick_params(labelsize=7)
             ax.tick_params(axis="x", rotation=30)
@@ -91,8 +111,11 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def scorecard_png(scorecard: pd.DataFrame, metrics: Sequence[str] = ("mae", "rank_ic", "direction_acc", "crps"),
-                  dpi: int = 72) -> bytes:
+def scorecard_png(
+    scorecard: pd.DataFrame,
+    metrics: Sequence[str] = ("mae", "rank_ic", "direction_acc", "crps"),
+    dpi: int = 72,
+) -> bytes:
     """PNG: each metric over cutoffs, one line per method (kronos vs the naive baselines)."""
     import matplotlib
 

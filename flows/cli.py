@@ -20,8 +20,10 @@ __all__ = ["main", "demo_cutoffs", "DEMO_MODEL", "DEMO_LOOKBACK", "DEMO_PRED_LEN
 # the demo's own values (kronos_core.defaults.EXCEPTIONS says why they differ from the shared defaults)
 DEMO_MODEL, DEMO_LOOKBACK, DEMO_PRED_LEN = "random:test", 128, 5
 
-RANDOM_NOTE = ("RANDOM WEIGHTS: '{ref}' is an untrained model for demos and tests; its forecasts are noise. "
-               "Use --model/--tokenizer with a local checkpoint dir or a hub id (e.g. NeoQuasar/Kronos-small).")
+RANDOM_NOTE = (
+    "RANDOM WEIGHTS: '{ref}' is an untrained model for demos and tests; its forecasts are noise. "
+    "Use --model/--tokenizer with a local checkpoint dir or a hub id (e.g. NeoQuasar/Kronos-small)."
+)
 
 
 def demo_cutoffs(sessions: list, pred_len: int, runs: int) -> list:
@@ -33,25 +35,34 @@ def demo_cutoffs(sessions: list, pred_len: int, runs: int) -> list:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="kronos-nightly", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="kronos-nightly", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data-dir", default="./demo_data", help="demo root: market/ and output/ go under it")
     ap.add_argument("--input-url", help="market to read instead of the generated one (local or s3://)")
     ap.add_argument("--output-url", help="forecast store root (default <data-dir>/output)")
     ap.add_argument("--symbols", type=int, default=300, help="assets in the generated market")
     ap.add_argument("--bars", type=int, default=400, help="daily bars per asset in the generated market")
     ap.add_argument("--regenerate", action="store_true", help="rewrite the generated market")
-    ap.add_argument("--refresh-stale", action="store_true",
-                    help="rewrite the generated market if it ends before the last completed session "
-                         "(so a served run with the default as_of finds its data)")
+    ap.add_argument(
+        "--refresh-stale",
+        action="store_true",
+        help="rewrite the generated market if it ends before the last completed session "
+        "(so a served run with the default as_of finds its data)",
+    )
     ap.add_argument("--prepare-only", action="store_true", help="write the market if needed, then exit")
     ap.add_argument("--model", default=DEMO_MODEL, help="hub id, local dir or random:<test|mini|small|base>")
-    ap.add_argument("--tokenizer", default=None, help="defaults to the model's size for random:, else required")
+    ap.add_argument(
+        "--tokenizer", default=None, help="defaults to the model's size for random:, else required"
+    )
     ap.add_argument("--lookback", type=int, default=DEMO_LOOKBACK)
     ap.add_argument("--pred-len", type=int, default=DEMO_PRED_LEN)
     ap.add_argument("--samples", type=int, default=defaults.SAMPLE_COUNT, help="sample paths per asset")
-    ap.add_argument("--as-of", action="append", help="cutoff date(s); default: the last session and one "
-                                                     "pred_len earlier (repeatable)")
+    ap.add_argument(
+        "--as-of",
+        action="append",
+        help="cutoff date(s); default: the last session and one pred_len earlier (repeatable)",
+    )
     ap.add_argument("--runs", type=int, default=2, help="cutoffs when --as-of is not given")
     ap.add_argument("--ray-address", default=None, help="existing Ray cluster; default: local Ray")
     ap.add_argument("--concurrency", type=int, default=max(1, min(2, os.cpu_count() or 1)))
@@ -88,14 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     last_session = calendar.last_completed_session()
     fs = filesystem(input_url)
     exists = fs.exists(strip_protocol(input_url))
-    stale = exists and args.refresh_stale and not args.input_url and \
-        max(input_sessions(input_url) or [dt.date.min]) < last_session
+    stale = (
+        exists
+        and args.refresh_stale
+        and not args.input_url
+        and max(input_sessions(input_url) or [dt.date.min]) < last_session
+    )
     if not args.input_url and (args.regenerate or stale or not exists):
         from pipeline import write_synthetic_market
 
         end = last_session
-        print(f"[1/3] writing a synthetic market: {args.symbols} assets x {args.bars} daily bars ending {end} "
-              f"-> {input_url}")
+        print(
+            f"[1/3] writing a synthetic market: {args.symbols} assets x {args.bars} daily bars ending {end} "
+            f"-> {input_url}"
+        )
         write_synthetic_market(input_url, n_symbols=args.symbols, n_bars=args.bars, end=str(end), seed=0)
     else:
         print(f"[1/3] reusing market at {input_url}")
@@ -106,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare_only:
         print(f"market ready: {input_url} ({sessions[0]} .. {sessions[-1]})")
         return 0
-    cutoffs = ([dt.date.fromisoformat(a) for a in args.as_of] if args.as_of
-               else demo_cutoffs(sessions, args.pred_len, args.runs))
+    cutoffs = (
+        [dt.date.fromisoformat(a) for a in args.as_of]
+        if args.as_of
+        else demo_cutoffs(sessions, args.pred_len, args.runs)
+    )
 
     if args.model.startswith("random:"):
         print("[!] " + RANDOM_NOTE.format(ref=args.model))
@@ -126,19 +146,31 @@ def main(argv: list[str] | None = None) -> int:
     for i, as_of in enumerate(cutoffs, start=1):
         print(f"[2/3] nightly flow {i}/{len(cutoffs)}: as_of {as_of}")
         params = NightlyParams(
-            input_url=input_url, output_url=output_url, as_of=as_of, calendar=calendar,
-            model=PredictorSpec(model=args.model, tokenizer=tokenizer), lookback=args.lookback,
-            pred_len=args.pred_len, sampling=SamplingParams(sample_count=args.samples),
+            input_url=input_url,
+            output_url=output_url,
+            as_of=as_of,
+            calendar=calendar,
+            model=PredictorSpec(model=args.model, tokenizer=tokenizer),
+            lookback=args.lookback,
+            pred_len=args.pred_len,
+            sampling=SamplingParams(sample_count=args.samples),
             compute=ComputeConfig(ray_address=args.ray_address, concurrency=args.concurrency),
         )
         result = nightly_forecast(params)
     wall = time.perf_counter() - t0
     as_of_text = str(result["as_of"]).removesuffix(" 00:00:00")
     print(f"[3/3] done in {wall:.0f} s. Latest run (as_of {as_of_text}, model {result['model']}):")
-    print(f"  assets forecast   {result['assets_forecast']}   rejected {result['assets_rejected']}   "
-          f"rows {result['rows_written']}")
-    for label, key in (("forecast partition", "forecast_partition"), ("manifest", "manifest"),
-                       ("rejected table", "rejected"), ("scorecard table", "scorecard"), ("fan chart PNG", "fan_chart")):
+    print(
+        f"  assets forecast   {result['assets_forecast']}   rejected {result['assets_rejected']}   "
+        f"rows {result['rows_written']}"
+    )
+    for label, key in (
+        ("forecast partition", "forecast_partition"),
+        ("manifest", "manifest"),
+        ("rejected table", "rejected"),
+        ("scorecard table", "scorecard"),
+        ("fan chart PNG", "fan_chart"),
+    ):
         print(f"  {label:<18} {result.get(key) or '-'}")
     print(f"  scorecard rows    {result['scorecard_rows']} (matured cutoffs x methods)")
     print(f"  all runs          {local_or_url(output_url)}")
@@ -149,13 +181,19 @@ def main(argv: list[str] | None = None) -> int:
 
         mean = summarize_scorecard(pd.read_parquet(result["scorecard"]))
         cols = ["method", "cutoffs", "mae", "mape", "direction_acc", "ic", "rank_ic", "coverage", "crps"]
-        print("Scorecard, mean over matured cutoffs (random weights score like noise; naive_* are the baselines):")
+        print(
+            "Scorecard, mean over matured cutoffs (random weights score like noise; "
+            "naive_* are the baselines):"
+        )
         print(mean[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     from prefect.settings import PREFECT_HOME
 
-    print(f"Runs and artifacts (tables, links, fan chart) are in Prefect's local DB under {PREFECT_HOME.value()}: "
-          f"`prefect server start` shows them at http://127.0.0.1:4200. scripts/start_local.sh serves the "
-          f"deployments for UI-triggered runs.")
+    print(
+        "Runs and artifacts (tables, links, fan chart) are in Prefect's local DB under "
+        f"{PREFECT_HOME.value()}: "
+        f"`prefect server start` shows them at http://127.0.0.1:4200. scripts/start_local.sh serves the "
+        f"deployments for UI-triggered runs."
+    )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Plain decisions behind the nightly flow: resolve the cutoff, check the input, build the pipeline's JobConfig.
+"""Plain decisions behind the nightly flow: resolve the cutoff, check the input, build the JobConfig.
 
 No Prefect here: everything is unit-tested directly, and the flow only wires these into tasks.
 """
@@ -65,8 +65,9 @@ def local_cpus() -> float:
     return float(os.cpu_count() or 1)
 
 
-def to_job_config(params: NightlyParams, as_of: dt.date, run_id: str | None = None,
-                  total_cpus: float | None = None) -> JobConfig:
+def to_job_config(
+    params: NightlyParams, as_of: dt.date, run_id: str | None = None, total_cpus: float | None = None
+) -> JobConfig:
     """The pipeline job these parameters describe, for one cutoff: every settings group passes through as
     it is. ``total_cpus``: the local Ray's CPUs (the actor pool is fitted to leave one free); ignored when
     ``params.compute.ray_address`` names a cluster."""
@@ -74,34 +75,59 @@ def to_job_config(params: NightlyParams, as_of: dt.date, run_id: str | None = No
     if compute.ray_address is None and total_cpus is not None:
         concurrency, num_cpus = fit_actors(compute.concurrency, compute.num_cpus, total_cpus)
         if (concurrency, num_cpus) != (compute.concurrency, compute.num_cpus):
-            log.warning("local Ray has %g CPUs: forecast actors %d x %g CPU -> %d x %g CPU (one CPU kept for the "
-                        "read/validate/write stages)", total_cpus, compute.concurrency, compute.num_cpus,
-                        concurrency, num_cpus)
+            log.warning(
+                "local Ray has %g CPUs: forecast actors %d x %g CPU -> %d x %g CPU (one CPU kept for the "
+                "read/validate/write stages)",
+                total_cpus,
+                compute.concurrency,
+                compute.num_cpus,
+                concurrency,
+                num_cpus,
+            )
             compute = compute.model_copy(update={"concurrency": concurrency, "num_cpus": num_cpus})
     validation = params.validation.model_copy(
-        update={"min_history": min(params.validation.min_history, params.lookback)})
+        update={"min_history": min(params.validation.min_history, params.lookback)}
+    )
     return JobConfig(
-        as_of=job_as_of(as_of, params.calendar), lookback=params.lookback, pred_len=params.pred_len,
+        as_of=job_as_of(as_of, params.calendar),
+        lookback=params.lookback,
+        pred_len=params.pred_len,
         input=InputConfig(url=params.input_url, layout=params.input_layout),
         output=OutputConfig(url=params.output_url, quantiles=list(params.quantiles)),
-        universe=UniverseConfig(symbols=params.universe), calendar=params.calendar, validation=validation,
-        model=params.model, sampling=params.sampling, compute=compute, storage=params.storage, run_id=run_id,
+        universe=UniverseConfig(symbols=params.universe),
+        calendar=params.calendar,
+        validation=validation,
+        model=params.model,
+        sampling=params.sampling,
+        compute=compute,
+        storage=params.storage,
+        run_id=run_id,
     )
 
 
-def freshness_problem(as_of: dt.date, symbols_on_as_of: set[str], universe: list[str] | None,
-                      last_bar: dt.date | None, min_fresh_share: float, where: str) -> str | None:
+def freshness_problem(
+    as_of: dt.date,
+    symbols_on_as_of: set[str],
+    universe: list[str] | None,
+    last_bar: dt.date | None,
+    min_fresh_share: float,
+    where: str,
+) -> str | None:
     """None if the input is ready for ``as_of``; else a message that says what is missing and what to do."""
     if last_bar is None:
         return f"no bars found under {where}; check input_url (and storage settings for s3://)"
     if not symbols_on_as_of:
-        return (f"no bars for as_of {as_of} under {where} (latest bars are from {last_bar}); the vendor delivery "
-                f"for {as_of} has not landed yet, or pass an earlier as_of")
+        return (
+            f"no bars for as_of {as_of} under {where} (latest bars are from {last_bar}); the vendor delivery "
+            f"for {as_of} has not landed yet, or pass an earlier as_of"
+        )
     if universe:
         missing = sorted(set(universe) - symbols_on_as_of)
         share = 1 - len(missing) / len(universe)
         if share < min_fresh_share:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            return (f"only {share:.0%} of the universe has a bar on {as_of} (need {min_fresh_share:.0%}); "
-                    f"missing {len(missing)}: {shown}")
+            return (
+                f"only {share:.0%} of the universe has a bar on {as_of} (need {min_fresh_share:.0%}); "
+                f"missing {len(missing)}: {shown}"
+            )
     return None

@@ -20,8 +20,16 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
-    "mae", "mape", "direction_accuracy", "information_coefficient", "rank_ic", "interval_coverage",
-    "quantile_hit_rates", "pinball_loss", "crps_samples", "crps_quantiles",
+    "mae",
+    "mape",
+    "direction_accuracy",
+    "information_coefficient",
+    "rank_ic",
+    "interval_coverage",
+    "quantile_hit_rates",
+    "pinball_loss",
+    "crps_samples",
+    "crps_quantiles",
 ]
 
 

@@ -48,7 +48,9 @@ def _transient(task, task_run, state) -> bool:
 
 
 IO_RETRIES: dict[str, Any] = {
-    "retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2), "retry_jitter_factor": 0.2,
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.2,
     "retry_condition_fn": _transient,
 }
 
@@ -56,15 +58,21 @@ IO_RETRIES: dict[str, Any] = {
 @task(name="resolve-as-of", cache_policy=NO_CACHE)
 def resolve_run(params: NightlyParams) -> dt.date:
     as_of = resolve_as_of(params)
-    get_run_logger().info("as_of %s (%s), universe %s", as_of, "given" if params.as_of else "last completed session",
-                          f"{len(params.universe)} symbols" if params.universe else "all symbols in the input")
+    get_run_logger().info(
+        "as_of %s (%s), universe %s",
+        as_of,
+        "given" if params.as_of else "last completed session",
+        f"{len(params.universe)} symbols" if params.universe else "all symbols in the input",
+    )
     return as_of
 
 
 @task(name="check-input", cache_policy=NO_CACHE, **IO_RETRIES)
 def check_input(params: NightlyParams, as_of: dt.date) -> int:
     present, last = store.input_status(params.input_url, params.input_layout, as_of, params.storage)
-    problem = freshness_problem(as_of, present, params.universe, last, params.min_fresh_share, params.input_url)
+    problem = freshness_problem(
+        as_of, present, params.universe, last, params.min_fresh_share, params.input_url
+    )
     if problem:
         raise InputNotReady(problem)
     get_run_logger().info("input ready: %d symbols have a bar on %s", len(present), as_of)
@@ -73,37 +81,51 @@ def check_input(params: NightlyParams, as_of: dt.date) -> int:
 
 @task(name="forecast-universe", cache_policy=NO_CACHE)
 def run_forecast_job(params: NightlyParams, as_of: dt.date) -> dict[str, Any]:
-    """The Ray Data job (local Ray unless ``params.compute.ray_address``); returns the RunSummary as a dict."""
+    """The Ray Data job (local Ray unless ``params.compute.ray_address``); returns the RunSummary dict."""
     from pipeline import run_job
 
-    summary = run_job(to_job_config(params, as_of, total_cpus=None if params.compute.ray_address else local_cpus()))
+    summary = run_job(
+        to_job_config(params, as_of, total_cpus=None if params.compute.ray_address else local_cpus())
+    )
     get_run_logger().info("%s", summary.render())
     return summary.to_dict()
 
 
 @task(name="load-forecasts", cache_policy=NO_CACHE, **IO_RETRIES)
-def load_run_outputs(params: NightlyParams, summary: dict[str, Any], as_of: dt.date
-                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def load_run_outputs(
+    params: NightlyParams, summary: dict[str, Any], as_of: dt.date
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(forecast rows, rejected rows, history bars for the chart)."""
     fc = store.read_forecasts(summary["output_url"], params.storage)
     rejected = store.read_table(summary.get("rejected_url", ""), params.storage)
     symbols = pick_chart_symbols(fc, params.chart_assets) if params.chart_assets else []
     start = (pd.Timestamp(as_of) - pd.Timedelta(days=120)).date()
-    hist = (store.read_bars(params.input_url, params.input_layout, start, as_of, symbols, params.storage)
-            if symbols else pd.DataFrame(columns=["symbol", "timestamp", "close"]))
+    hist = (
+        store.read_bars(params.input_url, params.input_layout, start, as_of, symbols, params.storage)
+        if symbols
+        else pd.DataFrame(columns=["symbol", "timestamp", "close"])
+    )
     return fc, rejected, hist
 
 
 @task(name="render-fan-chart", cache_policy=NO_CACHE, **IO_RETRIES)
-def render_chart(params: NightlyParams, fc: pd.DataFrame, hist: pd.DataFrame, as_of: dt.date, model: str
-                 ) -> tuple[str, bytes] | None:
+def render_chart(
+    params: NightlyParams, fc: pd.DataFrame, hist: pd.DataFrame, as_of: dt.date, model: str
+) -> tuple[str, bytes] | None:
     symbols = pick_chart_symbols(fc, params.chart_assets)
     if not symbols:
         return None
-    png = fan_chart_png(hist, fc, symbols, params.quantiles,
-                        title=f"{model}{' (RANDOM WEIGHTS: demo only)' if model.startswith('random:') else ''}"
-                              f"  as_of {as_of}  (mean, quantile bands)")
-    url = store.write_bytes(join(params.output_url, "charts", f"as_of={as_of}", "fan_chart.png"), png, params.storage)
+    png = fan_chart_png(
+        hist,
+        fc,
+        symbols,
+        params.quantiles,
+        title=f"{model}{' (RANDOM WEIGHTS: demo only)' if model.startswith('random:') else ''}"
+        f"  as_of {as_of}  (mean, quantile bands)",
+    )
+    url = store.write_bytes(
+        join(params.output_url, "charts", f"as_of={as_of}", "fan_chart.png"), png, params.storage
+    )
     return url, png
 
 
@@ -114,7 +136,9 @@ def score_matured_forecasts(params: NightlyParams, as_of: dt.date) -> tuple[pd.D
     card = store.read_scorecard(params.output_url, params.storage)
     parts = store.forecast_partitions(params.output_url, params.storage)
     # a (cutoff, model) pair is scored once; pred_len, lookback and quantile levels come from the stored rows
-    scored = {(d, model_slug(m)) for d, m in zip(pd.to_datetime(card["as_of"]).dt.date, card["model"], strict=True)}
+    scored = {
+        (d, model_slug(m)) for d, m in zip(pd.to_datetime(card["as_of"]).dt.date, card["model"], strict=True)
+    }
     ready = set(matured_cutoffs([d for d, _ in parts], [], as_of, 1))
     rows = []
     for (cutoff, model), url in sorted(parts.items()):
@@ -125,8 +149,14 @@ def score_matured_forecasts(params: NightlyParams, as_of: dt.date) -> tuple[pd.D
             continue
         lookback = int(fc["lookback"].iloc[0]) if "lookback" in fc else params.lookback
         lookback_start = (pd.Timestamp(cutoff) - pd.Timedelta(days=int(lookback * 1.6) + 10)).date()
-        bars = store.read_bars(params.input_url, params.input_layout, lookback_start, None,
-                               sorted(fc["symbol"].unique()), params.storage)
+        bars = store.read_bars(
+            params.input_url,
+            params.input_layout,
+            lookback_start,
+            None,
+            sorted(fc["symbol"].unique()),
+            params.storage,
+        )
         bars = bars[bars["timestamp"].dt.normalize() <= pd.Timestamp(as_of)]  # what was known tonight
         sc = score_cutoff(fc, bars, cutoff, quantile_levels_in(fc), lookback=lookback)
         if not sc.empty:  # empty = not every step realised yet: tried again tomorrow
@@ -136,35 +166,67 @@ def score_matured_forecasts(params: NightlyParams, as_of: dt.date) -> tuple[pd.D
         new = pd.concat(rows, ignore_index=True)
         card = pd.concat([card, new], ignore_index=True) if len(card) else new
         card = card.drop_duplicates(["as_of", "model", "method"], keep="last")
-    url = store.write_scorecard(params.output_url, card if len(card) else pd.DataFrame(columns=SCORECARD_COLUMNS),
-                                params.storage)
+    url = store.write_scorecard(
+        params.output_url, card if len(card) else pd.DataFrame(columns=SCORECARD_COLUMNS), params.storage
+    )
     logger.info("scorecard: %d new cutoffs scored, %d rows in %s", len(rows), len(card), url)
     return card, url
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE, **IO_RETRIES)
-def publish(summary: dict[str, Any], rejected: pd.DataFrame, chart: tuple[str, bytes] | None,
-            scorecard: pd.DataFrame | None, scorecard_url: str | None) -> None:
+def publish(
+    summary: dict[str, Any],
+    rejected: pd.DataFrame,
+    chart: tuple[str, bytes] | None,
+    scorecard: pd.DataFrame | None,
+    scorecard_url: str | None,
+) -> None:
     as_of = summary["as_of"]
-    A.publish_table(A.KEYS["summary"], A.summary_rows(summary), f"Nightly forecast run summary, as_of {as_of}")
-    A.publish_table(A.KEYS["rejected"], A.frame_rows(rejected),
-                    f"{len(rejected)} assets rejected by validation, as_of {as_of}, with reasons")
-    A.publish_link(A.KEYS["partition"], summary["output_url"], f"forecast partition as_of {as_of}",
-                   "The forecast partition written by this run")
+    A.publish_table(
+        A.KEYS["summary"], A.summary_rows(summary), f"Nightly forecast run summary, as_of {as_of}"
+    )
+    A.publish_table(
+        A.KEYS["rejected"],
+        A.frame_rows(rejected),
+        f"{len(rejected)} assets rejected by validation, as_of {as_of}, with reasons",
+    )
+    A.publish_link(
+        A.KEYS["partition"],
+        summary["output_url"],
+        f"forecast partition as_of {as_of}",
+        "The forecast partition written by this run",
+    )
     if summary.get("manifest_url"):
-        A.publish_link(A.KEYS["manifest"], summary["manifest_url"], "manifest.json", "Lineage and row counts of the run")
+        A.publish_link(
+            A.KEYS["manifest"], summary["manifest_url"], "manifest.json", "Lineage and row counts of the run"
+        )
     if chart is not None:
-        A.publish_image(A.KEYS["chart"], png_data_uri(chart[1]), f"Fan charts as_of {as_of}; PNG at {chart[0]}")
-    lines = [f"# Nightly forecast {as_of}", "", "| output | location |", "|---|---|",
-             f"| forecast partition | `{summary['output_url']}` |", f"| manifest | `{summary.get('manifest_url')}` |",
-             f"| rejected assets | `{summary.get('rejected_url')}` |", f"| scorecard | `{scorecard_url}` |",
-             f"| fan chart | `{chart[0] if chart else '-'}` |"]
+        A.publish_image(
+            A.KEYS["chart"], png_data_uri(chart[1]), f"Fan charts as_of {as_of}; PNG at {chart[0]}"
+        )
+    lines = [
+        f"# Nightly forecast {as_of}",
+        "",
+        "| output | location |",
+        "|---|---|",
+        f"| forecast partition | `{summary['output_url']}` |",
+        f"| manifest | `{summary.get('manifest_url')}` |",
+        f"| rejected assets | `{summary.get('rejected_url')}` |",
+        f"| scorecard | `{scorecard_url}` |",
+        f"| fan chart | `{chart[0] if chart else '-'}` |",
+    ]
     if scorecard is not None and len(scorecard):
         lines += ["", "## Scorecard over time", "", A.markdown_table(summarize_scorecard(scorecard))]
-        A.publish_table(A.KEYS["scorecard"], A.frame_rows(scorecard.sort_values(["as_of", "method"])),
-                        "Matured forecasts scored against realised bars and naive baselines")
-        A.publish_image(A.KEYS["scorecard_chart"], png_data_uri(scorecard_png(scorecard)),
-                        "Forecast quality per matured cutoff: kronos vs naive baselines")
+        A.publish_table(
+            A.KEYS["scorecard"],
+            A.frame_rows(scorecard.sort_values(["as_of", "method"])),
+            "Matured forecasts scored against realised bars and naive baselines",
+        )
+        A.publish_image(
+            A.KEYS["scorecard_chart"],
+            png_data_uri(scorecard_png(scorecard)),
+            "Forecast quality per matured cutoff: kronos vs naive baselines",
+        )
     A.publish_markdown(A.KEYS["outputs"], "\n".join(lines), f"Where this run's outputs are, as_of {as_of}")
 
 
@@ -185,12 +247,27 @@ def nightly_forecast(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
     check_input(params, as_of)
     summary = run_forecast_job(params, as_of)
     fc, rejected, hist = load_run_outputs(params, summary, as_of)
-    chart = render_chart(params, fc, hist, as_of, summary.get("model") or params.model.model) if params.chart_assets else None
+    chart = (
+        render_chart(params, fc, hist, as_of, summary.get("model") or params.model.model)
+        if params.chart_assets
+        else None
+    )
     card, card_url = score_matured_forecasts(params, as_of) if params.score_matured else (None, None)
     publish(summary, rejected, chart, card, card_url)
     return {
-        **{k: summary.get(k) for k in ("run_id", "as_of", "model", "assets_read", "assets_forecast",
-                                       "assets_rejected", "rows_written", "wall_s")},
+        **{
+            k: summary.get(k)
+            for k in (
+                "run_id",
+                "as_of",
+                "model",
+                "assets_read",
+                "assets_forecast",
+                "assets_rejected",
+                "rows_written",
+                "wall_s",
+            )
+        },
         "forecast_partition": store.local_or_url(summary["output_url"]),
         "manifest": store.local_or_url(summary.get("manifest_url") or ""),
         "rejected": store.local_or_url(summary.get("rejected_url") or ""),

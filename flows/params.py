@@ -28,27 +28,48 @@ class NightlyParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    input_url: str = Field(DEMO_INPUT_URL, description="Hive-partitioned parquet market (local path or s3://...)")
-    output_url: str = Field(DEMO_OUTPUT_URL, description="Output root: forecasts/, rejected/, scorecard/, charts/")
+    input_url: str = Field(
+        DEMO_INPUT_URL, description="Hive-partitioned parquet market (local path or s3://...)"
+    )
+    output_url: str = Field(
+        DEMO_OUTPUT_URL, description="Output root: forecasts/, rejected/, scorecard/, charts/"
+    )
     input_layout: Literal["date", "symbol"] = Field(
-        "date", description="'date' = <input>/date=YYYY-MM-DD/ (vendor delivery), 'symbol' = <input>/symbol=X/")
-    as_of: dt.date | None = Field(None, description="Cutoff session; empty = the calendar's last completed session")
-    universe: list[str] | None = Field(None, description="Symbols to forecast; empty = every symbol in the input")
+        "date",
+        description="'date' = <input>/date=YYYY-MM-DD/ (vendor delivery), 'symbol' = <input>/symbol=X/",
+    )
+    as_of: dt.date | None = Field(
+        None, description="Cutoff session; empty = the calendar's last completed session"
+    )
+    universe: list[str] | None = Field(
+        None, description="Symbols to forecast; empty = every symbol in the input"
+    )
     lookback: int = Field(defaults.LOOKBACK, ge=8, le=4096, description="Bars of history per asset")
     pred_len: int = Field(defaults.PRED_LEN, ge=1, le=512, description="Bars to forecast after as_of")
     quantiles: list[float] = Field(list(defaults.QUANTILES), description="Close quantile levels in (0, 1)")
-    model: PredictorSpec = Field(default_factory=PredictorSpec, description="Model, tokenizer, revisions, device, "
-                                 "dtype, context and cache mode")
+    model: PredictorSpec = Field(
+        default_factory=PredictorSpec,
+        description="Model, tokenizer, revisions, device, dtype, context and cache mode",
+    )
     sampling: SamplingParams = Field(default_factory=SamplingParams, description="How sample paths are drawn")
-    calendar: MarketCalendar = Field(default_factory=MarketCalendar,
-                                     description="Market calendar and bar frequency (also resolves the default as_of)")
-    validation: ValidationConfig = Field(default_factory=ValidationConfig,
-                                         description="Per-asset checks; failing assets land in the rejected table")
-    compute: ComputeConfig = Field(default_factory=ComputeConfig, description="Ray cluster, actors, CPUs and GPUs")
-    storage: StorageConfig = Field(default_factory=StorageConfig,
-                                   description="s3:// access (endpoint, keys); unset = AWS_* environment variables")
-    min_fresh_share: float = Field(0.5, ge=0, le=1,
-                                   description="Fail fast unless this share of the universe has a bar on as_of")
+    calendar: MarketCalendar = Field(
+        default_factory=MarketCalendar,
+        description="Market calendar and bar frequency (also resolves the default as_of)",
+    )
+    validation: ValidationConfig = Field(
+        default_factory=ValidationConfig,
+        description="Per-asset checks; failing assets land in the rejected table",
+    )
+    compute: ComputeConfig = Field(
+        default_factory=ComputeConfig, description="Ray cluster, actors, CPUs and GPUs"
+    )
+    storage: StorageConfig = Field(
+        default_factory=StorageConfig,
+        description="s3:// access (endpoint, keys); unset = AWS_* environment variables",
+    )
+    min_fresh_share: float = Field(
+        0.5, ge=0, le=1, description="Fail fast unless this share of the universe has a bar on as_of"
+    )
     score_matured: bool = Field(True, description="Also score earlier forecasts that have matured since")
     chart_assets: int = Field(4, ge=0, le=12, description="Assets drawn in the fan chart artifact")
 
@@ -71,9 +92,12 @@ class BacktestParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    job: NightlyParams = Field(default_factory=NightlyParams, description="Job settings (as_of is set per cutoff)")
-    cutoffs: list[dt.date] | None = Field(None, description="Cutoff sessions; empty = the last `n_cutoffs` that "
-                                          "have matured")
+    job: NightlyParams = Field(
+        default_factory=NightlyParams, description="Job settings (as_of is set per cutoff)"
+    )
+    cutoffs: list[dt.date] | None = Field(
+        None, description="Cutoff sessions; empty = the last `n_cutoffs` that have matured"
+    )
     n_cutoffs: int = Field(3, ge=1, le=250, description="How many cutoffs when `cutoffs` is empty")
     every: int = Field(5, ge=1, description="Sessions between automatic cutoffs")
 

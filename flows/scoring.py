@@ -27,17 +27,37 @@ from kronos_core.rules import quantile_column, quantile_level_of
 
 from . import metrics as M
 
-__all__ = ["METHODS", "SCORECARD_COLUMNS", "quantile_levels_in", "realised_paths", "matured_cutoffs", "score_cutoff", "summarize_scorecard"]
+__all__ = [
+    "METHODS",
+    "SCORECARD_COLUMNS",
+    "quantile_levels_in",
+    "realised_paths",
+    "matured_cutoffs",
+    "score_cutoff",
+    "summarize_scorecard",
+]
 
 METHODS = ("kronos", "naive_last", "naive_drift")
 SCORECARD_COLUMNS = [
-    "as_of", "model", "method", "n_assets", "n_points", "mae", "mape", "direction_acc", "ic", "rank_ic",
-    "coverage", "coverage_nominal", "crps", "scored_at",
+    "as_of",
+    "model",
+    "method",
+    "n_assets",
+    "n_points",
+    "mae",
+    "mape",
+    "direction_acc",
+    "ic",
+    "rank_ic",
+    "coverage",
+    "coverage_nominal",
+    "crps",
+    "scored_at",
 ]
 
 
 def _cutoff_end(as_of) -> pd.Timestamp:
-    """Bars stamped before the end of the ``as_of`` day belong to the history (daily bars are stamped 00:00)."""
+    """Bars stamped before the end of the ``as_of`` day are history (daily bars are stamped 00:00)."""
     return pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)
 
 
@@ -45,7 +65,8 @@ def realised_paths(bars: pd.DataFrame, as_of, pred_len: int, lookback: int) -> p
     """Per asset: the last observed close, the drift baseline slope and the realised close of each step.
 
     bars: ``symbol, timestamp, close`` (any extra columns are ignored), any order.
-    Returns one row per (symbol, step) with ``last_close, drift, actual`` (``actual`` NaN if not yet realised).
+    Returns one row per (symbol, step) with ``last_close, drift, actual`` (``actual`` NaN if not yet
+    realised).
     """
     if pred_len < 1:
         raise ValueError(f"pred_len must be >= 1, got {pred_len}")
@@ -61,10 +82,16 @@ def realised_paths(bars: pd.DataFrame, as_of, pred_len: int, lookback: int) -> p
     fut = fut[fut["step"] <= pred_len]
     grid = pd.MultiIndex.from_product([last.index, np.arange(1, pred_len + 1)], names=["symbol", "step"])
     out = pd.DataFrame(index=grid).reset_index()
-    out = out.merge(pd.DataFrame({"symbol": last.index, "last_close": last.to_numpy(), "drift": drift.to_numpy()}),
-                    on="symbol", how="left")
-    out = out.merge(fut[["symbol", "step", "close"]].rename(columns={"close": "actual"}), on=["symbol", "step"],
-                    how="left")
+    out = out.merge(
+        pd.DataFrame({"symbol": last.index, "last_close": last.to_numpy(), "drift": drift.to_numpy()}),
+        on="symbol",
+        how="left",
+    )
+    out = out.merge(
+        fut[["symbol", "step", "close"]].rename(columns={"close": "actual"}),
+        on=["symbol", "step"],
+        how="left",
+    )
     return out
 
 
@@ -93,17 +120,26 @@ def quantile_levels_in(forecasts: pd.DataFrame, field: str = "close") -> list[fl
 
 def _horizon_returns(df: pd.DataFrame, pred_col: str) -> pd.DataFrame:
     last_step = df.loc[df.groupby("symbol")["step"].idxmax()]
-    return pd.DataFrame({
-        "pred": last_step[pred_col].to_numpy() / last_step["last_close"].to_numpy() - 1.0,
-        "real": last_step["actual"].to_numpy() / last_step["last_close"].to_numpy() - 1.0,
-    })
+    return pd.DataFrame(
+        {
+            "pred": last_step[pred_col].to_numpy() / last_step["last_close"].to_numpy() - 1.0,
+            "real": last_step["actual"].to_numpy() / last_step["last_close"].to_numpy() - 1.0,
+        }
+    )
 
 
-def score_cutoff(forecasts: pd.DataFrame, bars: pd.DataFrame, as_of, quantile_levels: Sequence[float],
-                 lookback: int = 64, model: str | None = None) -> pd.DataFrame:
+def score_cutoff(
+    forecasts: pd.DataFrame,
+    bars: pd.DataFrame,
+    as_of,
+    quantile_levels: Sequence[float],
+    lookback: int = 64,
+    model: str | None = None,
+) -> pd.DataFrame:
     """Score one cutoff's forecasts (all methods); empty frame if nothing has matured.
 
-    forecasts: the pipeline's long table for this cutoff (``symbol, step, close`` and the close quantile columns).
+    forecasts: the pipeline's long table for this cutoff (``symbol, step, close`` and the close quantile
+    columns).
     bars: realised bars ``symbol, timestamp, close`` covering the lookback and the forecast horizon.
     """
     if forecasts.empty:
@@ -124,17 +160,25 @@ def score_cutoff(forecasts: pd.DataFrame, bars: pd.DataFrame, as_of, quantile_le
     for method, col in (("kronos", "close"), ("naive_last", "naive_last"), ("naive_drift", "naive_drift")):
         hr = _horizon_returns(df, col)
         row = {
-            "as_of": pd.Timestamp(as_of).date(), "model": model, "method": method,
-            "n_assets": int(df["symbol"].nunique()), "n_points": len(df),
-            "mae": M.mae(df[col], df["actual"]), "mape": M.mape(df[col], df["actual"]),
+            "as_of": pd.Timestamp(as_of).date(),
+            "model": model,
+            "method": method,
+            "n_assets": int(df["symbol"].nunique()),
+            "n_points": len(df),
+            "mae": M.mae(df[col], df["actual"]),
+            "mape": M.mape(df[col], df["actual"]),
             "direction_acc": M.direction_accuracy(hr["pred"], hr["real"]),
-            "ic": M.information_coefficient(hr["pred"], hr["real"]), "rank_ic": M.rank_ic(hr["pred"], hr["real"]),
-            "coverage": float("nan"), "coverage_nominal": float("nan"),
+            "ic": M.information_coefficient(hr["pred"], hr["real"]),
+            "rank_ic": M.rank_ic(hr["pred"], hr["real"]),
+            "coverage": float("nan"),
+            "coverage_nominal": float("nan"),
             "crps": M.mae(df[col], df["actual"]),  # point forecast: CRPS of a point mass = absolute error
         }
         if method == "kronos" and len(levels) >= 2:
             lo, hi = min(levels), max(levels)
-            row["coverage"] = M.interval_coverage(df[quantile_column(lo)], df[quantile_column(hi)], df["actual"])
+            row["coverage"] = M.interval_coverage(
+                df[quantile_column(lo)], df[quantile_column(hi)], df["actual"]
+            )
             row["coverage_nominal"] = hi - lo
             row["crps"] = M.crps_quantiles(df[qcols].to_numpy(), levels, df["actual"])
         rows.append(row)
@@ -144,15 +188,48 @@ def score_cutoff(forecasts: pd.DataFrame, bars: pd.DataFrame, as_of, quantile_le
 
 
 def summarize_scorecard(scorecard: pd.DataFrame) -> pd.DataFrame:
-    """Quality over time: per (model, method), the mean of each metric over cutoffs, and the IC's t-like ratio."""
+    """Quality over time: per (model, method), the mean of each metric over cutoffs, and the IC's t-ratio."""
     if scorecard.empty:
-        return pd.DataFrame(columns=["model", "method", "cutoffs", "mae", "mape", "direction_acc", "ic", "ic_ir",
-                                     "rank_ic", "coverage", "crps"])
+        return pd.DataFrame(
+            columns=[
+                "model",
+                "method",
+                "cutoffs",
+                "mae",
+                "mape",
+                "direction_acc",
+                "ic",
+                "ic_ir",
+                "rank_ic",
+                "coverage",
+                "crps",
+            ]
+        )
     g = scorecard.groupby(["model", "method"], sort=True)
-    out = g.agg(cutoffs=("as_of", "nunique"), mae=("mae", "mean"), mape=("mape", "mean"),
-                direction_acc=("direction_acc", "mean"), ic=("ic", "mean"), rank_ic=("rank_ic", "mean"),
-                coverage=("coverage", "mean"), crps=("crps", "mean"))
+    out = g.agg(
+        cutoffs=("as_of", "nunique"),
+        mae=("mae", "mean"),
+        mape=("mape", "mean"),
+        direction_acc=("direction_acc", "mean"),
+        ic=("ic", "mean"),
+        rank_ic=("rank_ic", "mean"),
+        coverage=("coverage", "mean"),
+        crps=("crps", "mean"),
+    )
     ic_std = g["ic"].std()
     out["ic_ir"] = out["ic"] / ic_std.where(ic_std > 0)
-    return out.reset_index()[["model", "method", "cutoffs", "mae", "mape", "direction_acc", "ic", "ic_ir",
-                              "rank_ic", "coverage", "crps"]]
+    return out.reset_index()[
+        [
+            "model",
+            "method",
+            "cutoffs",
+            "mae",
+            "mape",
+            "direction_acc",
+            "ic",
+            "ic_ir",
+            "rank_ic",
+            "coverage",
+            "crps",
+        ]
+    ]

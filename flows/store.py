@@ -24,8 +24,19 @@ from pipeline.storage import filesystem, join, strip_protocol, to_url
 
 from .scoring import SCORECARD_COLUMNS
 
-__all__ = ["input_status", "input_sessions", "read_bars", "forecast_partitions", "read_forecasts", "read_table",
-           "read_scorecard", "write_scorecard", "write_bytes", "scorecard_url", "local_or_url"]
+__all__ = [
+    "input_status",
+    "input_sessions",
+    "read_bars",
+    "forecast_partitions",
+    "read_forecasts",
+    "read_table",
+    "read_scorecard",
+    "write_scorecard",
+    "write_bytes",
+    "scorecard_url",
+    "local_or_url",
+]
 
 log = logging.getLogger(__name__)
 _END_OF_TIME = pd.Timestamp(TIMESTAMP_MAX) - pd.Timedelta(days=1)
@@ -44,8 +55,9 @@ def input_sessions(input_url: str, storage: StorageConfig | None = None) -> list
     return [dt.date.fromisoformat(v) for v in list_input_partitions(input_url, "date", _storage(storage))]
 
 
-def input_status(input_url: str, layout: str, as_of: dt.date, storage: StorageConfig | None = None
-                 ) -> tuple[set[str], dt.date | None]:
+def input_status(
+    input_url: str, layout: str, as_of: dt.date, storage: StorageConfig | None = None
+) -> tuple[set[str], dt.date | None]:
     """(symbols with a bar on ``as_of``, date of the latest bar) for the freshness check."""
     fs = filesystem(input_url, storage)
     if not fs.exists(strip_protocol(input_url)):
@@ -58,17 +70,30 @@ def input_status(input_url: str, layout: str, as_of: dt.date, storage: StorageCo
             return set(), days[-1]
         bars = read_bars(input_url, layout, as_of, as_of, None, storage, columns=("symbol", "timestamp"))
         return set(bars["symbol"]), days[-1]
-    bars = read_bars(input_url, layout, as_of - dt.timedelta(days=_RECENT_DAYS), None, None, storage,
-                     columns=("symbol", "timestamp"))
+    bars = read_bars(
+        input_url,
+        layout,
+        as_of - dt.timedelta(days=_RECENT_DAYS),
+        None,
+        None,
+        storage,
+        columns=("symbol", "timestamp"),
+    )
     if bars.empty:
         return set(), None
     day = bars["timestamp"].dt.normalize()
     return set(bars.loc[day == pd.Timestamp(as_of), "symbol"]), day.max().date()
 
 
-def read_bars(input_url: str, layout: str, start: dt.date, end: dt.date | None = None,
-              symbols: list[str] | None = None, storage: StorageConfig | None = None,
-              columns: tuple[str, ...] = ("symbol", "timestamp", "close")) -> pd.DataFrame:
+def read_bars(
+    input_url: str,
+    layout: str,
+    start: dt.date,
+    end: dt.date | None = None,
+    symbols: list[str] | None = None,
+    storage: StorageConfig | None = None,
+    columns: tuple[str, ...] = ("symbol", "timestamp", "close"),
+) -> pd.DataFrame:
     """Bars dated ``start`` .. ``end`` (inclusive days; ``end`` None = everything after ``start``), optionally
     for ``symbols``, sorted by symbol and time. A duplicated stamp keeps its first delivered bar (the job
     rejects such series; scoring only needs a defined position)."""
@@ -81,8 +106,11 @@ def read_bars(input_url: str, layout: str, start: dt.date, end: dt.date | None =
         return pd.DataFrame(columns=list(columns))
     if bars.empty:
         return bars
-    return (bars.drop_duplicates(["symbol", "timestamp"]).sort_values(["symbol", "timestamp"], kind="stable")
-            .reset_index(drop=True))
+    return (
+        bars.drop_duplicates(["symbol", "timestamp"])
+        .sort_values(["symbol", "timestamp"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def scorecard_url(output_url: str, name: str = "scorecard.parquet") -> str:
@@ -98,8 +126,12 @@ def read_scorecard(output_url: str, storage: StorageConfig | None = None) -> pd.
         return pq.read_table(io.BytesIO(f.read())).to_pandas()
 
 
-def write_scorecard(output_url: str, scorecard: pd.DataFrame, storage: StorageConfig | None = None,
-                    name: str = "scorecard.parquet") -> str:
+def write_scorecard(
+    output_url: str,
+    scorecard: pd.DataFrame,
+    storage: StorageConfig | None = None,
+    name: str = "scorecard.parquet",
+) -> str:
     """Replace the scorecard table (one small file; rows are keyed by as_of, model, method)."""
     buf = io.BytesIO()
     df = scorecard.copy()
@@ -119,7 +151,9 @@ def local_or_url(url: str) -> str:
     return url if "://" in url and not url.startswith("file://") else strip_protocol(url)
 
 
-def forecast_partitions(output_url: str, storage: StorageConfig | None = None) -> dict[tuple[dt.date, str], str]:
+def forecast_partitions(
+    output_url: str, storage: StorageConfig | None = None
+) -> dict[tuple[dt.date, str], str]:
     """Every committed forecast partition with a daily as_of: {(as_of date, model tag): partition URL}."""
     out = {}
     for p in list_partitions(output_url, "forecasts", _storage(storage)):
@@ -130,13 +164,16 @@ def forecast_partitions(output_url: str, storage: StorageConfig | None = None) -
     return out
 
 
-def read_forecasts(partition_url: str, storage: StorageConfig | None = None,
-                   columns: list[str] | None = None) -> pd.DataFrame:
+def read_forecasts(
+    partition_url: str, storage: StorageConfig | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
     """The rows of one committed forecast partition (through its manifest); empty if it is not there."""
     return read_table(partition_url, storage, columns)
 
 
-def read_table(url: str, storage: StorageConfig | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+def read_table(
+    url: str, storage: StorageConfig | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
     """A committed partition of the job's tables by URL (through its manifest); empty if absent."""
     if not url:
         return pd.DataFrame()

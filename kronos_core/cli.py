@@ -30,7 +30,7 @@ __all__ = ["main", "infer_freq"]
 
 
 def infer_freq(stamps: np.ndarray) -> str:
-    """The frequency name closest to the median spacing of ``stamps`` (5 minutes -> '5min', ~1 day -> '1d')."""
+    """The frequency name nearest the median spacing of ``stamps`` (5 minutes -> '5min', ~1 day -> '1d')."""
     if len(stamps) < 2:
         raise ValueError("need at least two bars to infer the frequency; pass --freq")
     minutes = float(np.median(np.diff(stamps.astype("datetime64[s]").astype(np.int64)))) / 60
@@ -48,18 +48,30 @@ def infer_freq(stamps: np.ndarray) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     spec, samp = PredictorSpec(), SamplingParams()
-    ap = argparse.ArgumentParser(prog="kronos-forecast", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="kronos-forecast", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--input", required=True, help="CSV or parquet file of candles")
     ap.add_argument("--symbol", default=None, help="series symbol (default: the file name); seeds the paths")
-    ap.add_argument("--lookback", type=int, default=defaults.LOOKBACK, help="bars of history to use (%(default)s)")
+    ap.add_argument(
+        "--lookback", type=int, default=defaults.LOOKBACK, help="bars of history to use (%(default)s)"
+    )
     ap.add_argument("--pred-len", type=int, default=defaults.PRED_LEN, help="bars to forecast (%(default)s)")
-    ap.add_argument("--calendar", "--exchange", dest="calendar", default=defaults.CALENDAR,
-                    help="market calendar for the future timestamps: an exchange_calendars code (XNYS, XLON, "
-                         "XHKG, ...), 24/7, FX or weekdays (%(default)s)")
-    ap.add_argument("--freq", default=None, help="bar frequency (1min..12h, 1d, 1w, 1mo); default: from the data")
+    ap.add_argument(
+        "--calendar",
+        "--exchange",
+        dest="calendar",
+        default=defaults.CALENDAR,
+        help="market calendar for the future timestamps: an exchange_calendars code (XNYS, XLON, "
+        "XHKG, ...), 24/7, FX or weekdays (%(default)s)",
+    )
+    ap.add_argument(
+        "--freq", default=None, help="bar frequency (1min..12h, 1d, 1w, 1mo); default: from the data"
+    )
     ap.add_argument("--timezone", default=None, help="FX calendar only: the stamps' time zone (default UTC)")
-    ap.add_argument("--model", default=spec.model, help="checkpoint dir, hub id or random:<size> (%(default)s)")
+    ap.add_argument(
+        "--model", default=spec.model, help="checkpoint dir, hub id or random:<size> (%(default)s)"
+    )
     ap.add_argument("--tokenizer", default=spec.tokenizer, help="(%(default)s)")
     ap.add_argument("--model-revision", default=None)
     ap.add_argument("--tokenizer-revision", default=None)
@@ -72,8 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--top-k", type=int, default=samp.top_k)
     ap.add_argument("--top-p", type=float, default=samp.top_p)
     ap.add_argument("--seed", type=int, default=samp.seed)
-    ap.add_argument("--quantiles", type=float, nargs="+", default=list(DEFAULT_QUANTILES),
-                    help="close quantile levels (%(default)s)")
+    ap.add_argument(
+        "--quantiles",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_QUANTILES),
+        help="close quantile levels (%(default)s)",
+    )
     ap.add_argument("--output", default=None, help="write the forecast table here (.csv or .parquet)")
     return ap
 
@@ -94,20 +111,34 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.lookback < 1 or args.pred_len < 1:
-            raise ValueError(f"--lookback and --pred-len must be >= 1, got {args.lookback} and {args.pred_len}")
+            raise ValueError(
+                f"--lookback and --pred-len must be >= 1, got {args.lookback} and {args.pred_len}"
+            )
         df = _read(args.input)
         symbol = args.symbol or args.input.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         stamps = np.asarray(to_wall_clock(frame_timestamps(df, symbol)))
-        df, stamps = df.iloc[-args.lookback:].reset_index(drop=True), stamps[-args.lookback:]
+        df, stamps = df.iloc[-args.lookback :].reset_index(drop=True), stamps[-args.lookback :]
         calendar = MarketCalendar(args.calendar, args.freq or infer_freq(stamps), args.timezone)
         raise_first(calendar.fit_issues(stamps), f"{args.input}")
         future = calendar.next_bars(stamps[-1], args.pred_len)
         series = Series.from_frame(symbol, df, timestamps=stamps, future_timestamps=future)
-        spec = PredictorSpec(model=args.model, tokenizer=args.tokenizer, model_revision=args.model_revision,
-                             tokenizer_revision=args.tokenizer_revision, device=args.device, dtype=args.dtype,
-                             max_context=args.max_context, cache=args.cache)
-        sampling = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                  sample_count=args.samples, seed=args.seed)
+        spec = PredictorSpec(
+            model=args.model,
+            tokenizer=args.tokenizer,
+            model_revision=args.model_revision,
+            tokenizer_revision=args.tokenizer_revision,
+            device=args.device,
+            dtype=args.dtype,
+            max_context=args.max_context,
+            cache=args.cache,
+        )
+        sampling = SamplingParams(
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            sample_count=args.samples,
+            seed=args.seed,
+        )
         levels = check_quantile_levels(args.quantiles)
         predictor = KronosPredictor.from_spec(spec)
     except (ValueError, TypeError, OSError) as exc:
@@ -118,13 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     table = result.to_frame()
     info = predictor.describe()
-    print(f"model {info['model']} ({'RANDOM WEIGHTS' if info['random_weights'] else info['model_sha256']}), "
-          f"{series.length} bars of {symbol!r}, calendar {calendar.label}, {args.samples} paths, {wall:.2f} s "
-          f"on {info['device']}")
+    print(
+        f"model {info['model']} ({'RANDOM WEIGHTS' if info['random_weights'] else info['model_sha256']}), "
+        f"{series.length} bars of {symbol!r}, calendar {calendar.label}, {args.samples} paths, {wall:.2f} s "
+        f"on {info['device']}"
+    )
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(table.drop(columns=["symbol", "flags"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"p_up {result.p_up[0]:.2f}, p_flat {result.p_flat[0]:.2f} (last close {result.last_close[0]:.4g} vs "
-          f"the close at step {args.pred_len})")
+        print(
+            table.drop(columns=["symbol", "flags"]).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        )
+    print(
+        f"p_up {result.p_up[0]:.2f}, p_flat {result.p_flat[0]:.2f} (last close {result.last_close[0]:.4g} vs "
+        f"the close at step {args.pred_len})"
+    )
     if result.flags[0]:
         print(f"warning: {', '.join(result.flags[0])}: the forecast has prices <= 0", file=sys.stderr)
     if args.output:

@@ -47,14 +47,22 @@ class KVCache:
         hd, hd_dep = c.d_model // c.n_heads, c.d_model // DEP_HEADS
         shape = (c.n_layers, rows, c.n_heads, slots, hd)
         dep_shape = (rows, DEP_HEADS, slots, hd_dep)
-        return cls(torch.empty(shape, device=device, dtype=dtype), torch.empty(shape, device=device, dtype=dtype),
-                   torch.empty(dep_shape, device=device, dtype=dtype), torch.empty(dep_shape, device=device, dtype=dtype))
+        return cls(
+            torch.empty(shape, device=device, dtype=dtype),
+            torch.empty(shape, device=device, dtype=dtype),
+            torch.empty(dep_shape, device=device, dtype=dtype),
+            torch.empty(dep_shape, device=device, dtype=dtype),
+        )
 
     def repeat_rows(self, n: int) -> KVCache:
         if n == 1:
             return self
-        return KVCache(self.k.repeat_interleave(n, dim=1), self.v.repeat_interleave(n, dim=1),
-                       self.dep_k.repeat_interleave(n, dim=0), self.dep_v.repeat_interleave(n, dim=0))
+        return KVCache(
+            self.k.repeat_interleave(n, dim=1),
+            self.v.repeat_interleave(n, dim=1),
+            self.dep_k.repeat_interleave(n, dim=0),
+            self.dep_v.repeat_interleave(n, dim=0),
+        )
 
 
 @dataclass
@@ -75,9 +83,19 @@ def _gather_windows(buf: torch.Tensor, start: torch.Tensor, width: int) -> torch
 
 
 @torch.no_grad()
-def generate(model: Kronos, tokenizer: KronosTokenizer, x: list[torch.Tensor], stamps: list[torch.Tensor],
-             pred_len: int, max_context: int, params: SamplingParams, keys: torch.Tensor,
-             cache: str = "exact", decode_chunk: int = 256, progress=None) -> Generated:
+def generate(
+    model: Kronos,
+    tokenizer: KronosTokenizer,
+    x: list[torch.Tensor],
+    stamps: list[torch.Tensor],
+    pred_len: int,
+    max_context: int,
+    params: SamplingParams,
+    keys: torch.Tensor,
+    cache: str = "exact",
+    decode_chunk: int = 256,
+    progress=None,
+) -> Generated:
     """Generate ``pred_len`` tokens for each of N series, ``params.sample_count`` paths each.
 
     Args:
@@ -108,7 +126,9 @@ def generate(model: Kronos, tokenizer: KronosTokenizer, x: list[torch.Tensor], s
     hist[:, :lmax, 0] = s1.repeat_interleave(s, 0)
     hist[:, :lmax, 1] = s2.repeat_interleave(s, 0)
     stamps_r = st.repeat_interleave(s, 0)
-    row_order = torch.tensor(order, device=device).repeat_interleave(s) * s + torch.arange(s, device=device).repeat(n)
+    row_order = torch.tensor(order, device=device).repeat_interleave(s) * s + torch.arange(
+        s, device=device
+    ).repeat(n)
     row_keys = keys.to(device)[row_order]
     host_lens = [ln for ln in lens for _ in range(s)]
 
@@ -159,7 +179,9 @@ def _reference_loop(model, hist, stamps, rows_len, host_lens, st, lens, p, c, pa
             start = max(0, end - c)
             w = end - start
             tok = hist[r : r + 1, start:end]
-            ctx = model.encode_window(tok[..., 0], tok[..., 1], stamps[r : r + 1, start:end], cos_all[:w], sin_all[:w])
+            ctx = model.encode_window(
+                tok[..., 0], tok[..., 1], stamps[r : r + 1, start:end], cos_all[:w], sin_all[:w]
+            )
             h = ctx[:, -1]
             s1 = _sample_s1(model, h, params, keys[r : r + 1], i)
             dep_k, dep_v = model.dep_layer.kv(ctx)
@@ -186,8 +208,14 @@ def _cached_loop(model, hist, stamps, rows_len, host_lens, st, lens, p, c, param
     win = _gather_windows(hist[::s], lens_t - n0_t, n0max)
     win_st = _gather_windows(st, lens_t - n0_t, n0max)
     kv = KVCache.empty(model, n, min(c, n0max + p), device, dtype)  # slots a window can ever fill
-    ctx = model.encode_window(win[..., 0], win[..., 1], win_st, cos_all[:n0max], sin_all[:n0max],
-                              kv_out=[(kv.k[j], kv.v[j]) for j in range(len(model.transformer))])
+    ctx = model.encode_window(
+        win[..., 0],
+        win[..., 1],
+        win_st,
+        cos_all[:n0max],
+        sin_all[:n0max],
+        kv_out=[(kv.k[j], kv.v[j]) for j in range(len(model.transformer))],
+    )
     kv.dep_k[:, :, :n0max], kv.dep_v[:, :, :n0max] = model.dep_layer.kv(ctx)
     h0 = ctx[torch.arange(n, device=device), n0_t - 1]
     kv = kv.repeat_rows(s)
@@ -211,8 +239,17 @@ def _cached_loop(model, hist, stamps, rows_len, host_lens, st, lens, p, c, param
                 mask = (slots[:smax].unsqueeze(0) < (pos + 1).clamp(max=c).unsqueeze(1)).view(g, 1, 1, smax)
                 tok = hist[rows, rows_len[:g] + i - 1]  # (g, 2)
                 stp = stamps[rows, rows_len[:g] + i - 1]  # (g, 5)
-                h = model.step(tok[:, 0:1], tok[:, 1:2], stp.unsqueeze(1), cos_all[pos].view(g, 1, 1, -1),
-                               sin_all[pos].view(g, 1, 1, -1), kv.k[:, :g], kv.v[:, :g], slot, mask)
+                h = model.step(
+                    tok[:, 0:1],
+                    tok[:, 1:2],
+                    stp.unsqueeze(1),
+                    cos_all[pos].view(g, 1, 1, -1),
+                    sin_all[pos].view(g, 1, 1, -1),
+                    kv.k[:, :g],
+                    kv.v[:, :g],
+                    slot,
+                    mask,
+                )
                 dk, dv = model.dep_layer.kv(h)
                 kv.dep_k[rows, :, slot] = dk[:, :, 0]
                 kv.dep_v[rows, :, slot] = dv[:, :, 0]
@@ -229,7 +266,9 @@ def _cached_loop(model, hist, stamps, rows_len, host_lens, st, lens, p, c, param
         s1 = _sample_s1(model, h_last, params, keys, i)
         parts = []
         if g:
-            parts.append(model.s2_logits(h_last[:g], s1[:g], kv.dep_k[:g, :, :smax], kv.dep_v[:g, :, :smax], mask))
+            parts.append(
+                model.s2_logits(h_last[:g], s1[:g], kv.dep_k[:g, :, :smax], kv.dep_v[:g, :, :smax], mask)
+            )
         if slide is not None:
             parts.append(model.s2_logits(h_last[g:], s1[g:], *slide))
         s2 = _sample_s2(parts[0] if len(parts) == 1 else torch.cat(parts, 0), params, keys, i)

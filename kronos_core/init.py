@@ -27,7 +27,9 @@ def init_weights(model: nn.Module, seed: int) -> None:
             if getattr(module, "fixed_sinusoid", False):
                 module.weight.copy_(fixed_sinusoid_table(*module.weight.shape))
             else:
-                module.weight.copy_(torch.randn(module.weight.shape, generator=g) * module.weight.shape[1] ** -0.5)
+                module.weight.copy_(
+                    torch.randn(module.weight.shape, generator=g) * module.weight.shape[1] ** -0.5
+                )
         elif isinstance(module, RMSNorm):
             module.weight.fill_(1.0)
     head = getattr(model, "head", None)

@@ -50,7 +50,7 @@ class Rotary(nn.Module):
 
 
 def rope_tables(inv_freq: torch.Tensor, n_pos: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin tables (n_pos, head_dim) for positions 0..n_pos-1, computed as upstream (fp32 outer product)."""
+    """cos, sin tables (n_pos, head_dim) for positions 0..n_pos-1, as upstream (fp32 outer product)."""
     t = torch.arange(n_pos, device=inv_freq.device, dtype=inv_freq.dtype)
     freqs = torch.outer(t, inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
@@ -84,8 +84,13 @@ class SelfAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                kv_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_out: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Full causal pass over x (B, T, d) at positions 0..T-1 (cos/sin (T, hd)).
 
         Right padding is harmless: causal rows never see later positions. If ``kv_out`` is given,
@@ -101,8 +106,16 @@ class SelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
 
-    def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_cache: torch.Tensor,
-             v_cache: torch.Tensor, slot: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def step(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        slot: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
         """One new token per row: x (B, 1, d), cos/sin (B, 1, 1, hd) at each row's position.
 
         Writes K/V at ``slot`` (B,) of the caches (B, H, S, hd), then attends over the slots that

@@ -29,8 +29,14 @@ __all__ = ["ModelSource", "PretrainedMixin", "resolve_device", "resolve_dtype", 
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 @dataclass(frozen=True)
@@ -64,11 +70,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"unknown device {device!r}; {_DEVICE_HELP}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but CUDA is not available here; use device='auto' or 'cpu'")
+        raise ValueError(
+            f"device {device!r} asked for but CUDA is not available here; use device='auto' or 'cpu'"
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device!r} asked for but MPS is not available here; use device='auto' or 'cpu'")
+        raise ValueError(
+            f"device {device!r} asked for but MPS is not available here; use device='auto' or 'cpu'"
+        )
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {device!r}; {_DEVICE_HELP}")
     return dev
@@ -97,15 +107,21 @@ def _hub_files(ref: str, revision: str | None) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:
-        raise ValueError(f"{ref!r} is not a local directory, and huggingface_hub is not installed to fetch it "
-                         "from the hub. Install the 'hub' extra, or pass a local directory holding "
-                         "config.json + model.safetensors") from exc
+        raise ValueError(
+            f"{ref!r} is not a local directory, and huggingface_hub is not installed to fetch it "
+            "from the hub. Install the 'hub' extra, or pass a local directory holding "
+            "config.json + model.safetensors"
+        ) from exc
     try:
-        path = snapshot_download(repo_id=ref, revision=revision, allow_patterns=["config.json", "model.safetensors"])
+        path = snapshot_download(
+            repo_id=ref, revision=revision, allow_patterns=["config.json", "model.safetensors"]
+        )
     except Exception as exc:  # offline, unknown repo, bad revision
-        raise ValueError(f"could not fetch {ref!r} (revision {revision or 'main'}) from the Hugging Face hub: "
-                         f"{type(exc).__name__}: {exc}. Offline? Download the repo elsewhere "
-                         "(config.json + model.safetensors) and pass its local directory instead") from exc
+        raise ValueError(
+            f"could not fetch {ref!r} (revision {revision or 'main'}) from the Hugging Face hub: "
+            f"{type(exc).__name__}: {exc}. Offline? Download the repo elsewhere "
+            "(config.json + model.safetensors) and pass its local directory instead"
+        ) from exc
     return Path(path)
 
 
@@ -127,8 +143,15 @@ class PretrainedMixin:
         return model.to(device=resolve_device(device), dtype=resolve_dtype(dtype)).eval()
 
     @classmethod
-    def from_pretrained(cls, ref: str | os.PathLike, revision: str | None = None, device=None, dtype=None,
-                        sha256: str | None = None, seed: int = 0):
+    def from_pretrained(
+        cls,
+        ref: str | os.PathLike,
+        revision: str | None = None,
+        device=None,
+        dtype=None,
+        sha256: str | None = None,
+        seed: int = 0,
+    ):
         """Load weights; returns the module in ``eval()`` mode on ``device`` in ``dtype``."""
         dev, dt = resolve_device(device), resolve_dtype(dtype)
         ref_s = os.fspath(ref)
@@ -136,23 +159,31 @@ class PretrainedMixin:
             parts = ref_s.split(":")
             size = parts[1] if len(parts) > 1 else ""
             if size not in SIZES or len(parts) > 3:
-                raise ValueError(f"bad random reference {ref_s!r}; use random:<size>[:<seed>] with size in {sorted(SIZES)}")
+                raise ValueError(
+                    f"bad random reference {ref_s!r}; use random:<size>[:<seed>] with size in {sorted(SIZES)}"
+                )
             rseed = int(parts[2]) if len(parts) == 3 else seed
             config = getattr(SIZES[size], cls.kind)
             model = cls.from_config(config, seed=rseed, device=dev, dtype=dt)
             model.source = ModelSource(ref=f"random:{size}:{rseed}", random=True)
-            log.warning("%s: using RANDOM weights (%s); forecasts are meaningless", cls.__name__, model.source.ref)
+            log.warning(
+                "%s: using RANDOM weights (%s); forecasts are meaningless", cls.__name__, model.source.ref
+            )
             return model
         path = Path(ref_s)
         if path.is_dir():
             directory = path
         elif path.exists():
-            raise ValueError(f"{ref_s!r} is a file; pass the directory holding config.json and model.safetensors")
+            raise ValueError(
+                f"{ref_s!r} is a file; pass the directory holding config.json and model.safetensors"
+            )
         elif ref_s.count("/") == 1 and not ref_s.startswith((".", "/")):
             directory = _hub_files(ref_s, revision)
         else:
-            raise ValueError(f"no checkpoint directory at {ref_s!r}; pass a directory with config.json + "
-                             "model.safetensors, a hub id like 'NeoQuasar/Kronos-small', or random:<size>")
+            raise ValueError(
+                f"no checkpoint directory at {ref_s!r}; pass a directory with config.json + "
+                "model.safetensors, a hub id like 'NeoQuasar/Kronos-small', or random:<size>"
+            )
         return cls._load_dir(directory, ref_s, revision, dev, dt, sha256)
 
     @classmethod
@@ -162,7 +193,9 @@ class PretrainedMixin:
             raise ValueError(f"{directory}: no config.json")
         if not weights.is_file():
             bins = [p.name for p in directory.glob("*.bin")] + [p.name for p in directory.glob("*.pt")]
-            hint = f" (found {bins}: pickle checkpoints are not loaded; convert to safetensors)" if bins else ""
+            hint = (
+                f" (found {bins}: pickle checkpoints are not loaded; convert to safetensors)" if bins else ""
+            )
             raise ValueError(f"{directory}: no model.safetensors{hint}")
         try:
             config_data = json.loads(cfg_path.read_text())
@@ -171,20 +204,26 @@ class PretrainedMixin:
         config = config_from_dict(cls.config_class, config_data, str(cfg_path))
         digest = file_sha256(weights)
         if sha256 is not None and digest != sha256.lower():
-            raise ValueError(f"{weights}: sha256 {digest} does not match the expected {sha256}; "
-                             "the file is corrupt or a different revision")
+            raise ValueError(
+                f"{weights}: sha256 {digest} does not match the expected {sha256}; "
+                "the file is corrupt or a different revision"
+            )
         state = load_file(str(weights))
         model = cls(config)
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:
-            raise ValueError(f"{weights}: checkpoint keys do not match {cls.__name__}({config}); "
-                             f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, "
-                             f"unexpected {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}")
+            raise ValueError(
+                f"{weights}: checkpoint keys do not match {cls.__name__}({config}); "
+                f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, "
+                f"unexpected {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}"
+            )
         for k, v in state.items():
             if tuple(v.shape) != tuple(expected[k].shape):
-                raise ValueError(f"{weights}: {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+                raise ValueError(
+                    f"{weights}: {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+                )
         model.load_state_dict(state, strict=True)
         model.source = ModelSource(ref=ref, revision=revision, sha256=digest, random=False)
         return model.to(device=device, dtype=dtype).eval()

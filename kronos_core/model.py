@@ -28,8 +28,8 @@ class HierarchicalEmbedding(nn.Module):
     def __init__(self, cfg: KronosConfig):
         super().__init__()
         self.d_model = cfg.d_model
-        self.emb_s1 = nn.Embedding(2 ** cfg.s1_bits, cfg.d_model)
-        self.emb_s2 = nn.Embedding(2 ** cfg.s2_bits, cfg.d_model)
+        self.emb_s1 = nn.Embedding(2**cfg.s1_bits, cfg.d_model)
+        self.emb_s2 = nn.Embedding(2**cfg.s2_bits, cfg.d_model)
         self.fusion_proj = nn.Linear(2 * cfg.d_model, cfg.d_model)
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,13 @@ class _FixedEmbedding(nn.Module):
 class TemporalEmbedding(nn.Module):
     """Sum of minute, hour, weekday, day and month embeddings; stamp columns in that order."""
 
-    SIZES = (("minute_embed", 60), ("hour_embed", 24), ("weekday_embed", 7), ("day_embed", 32), ("month_embed", 13))
+    SIZES = (
+        ("minute_embed", 60),
+        ("hour_embed", 24),
+        ("weekday_embed", 7),
+        ("day_embed", 32),
+        ("month_embed", 13),
+    )
 
     def __init__(self, d_model: int, learn_te: bool):
         super().__init__()
@@ -65,8 +71,13 @@ class TemporalEmbedding(nn.Module):
     def forward(self, stamp: torch.Tensor) -> torch.Tensor:
         s = stamp.long()
         # summation order as upstream: hour + weekday + day + month + minute
-        return (self.hour_embed(s[..., 1]) + self.weekday_embed(s[..., 2]) + self.day_embed(s[..., 3])
-                + self.month_embed(s[..., 4]) + self.minute_embed(s[..., 0]))
+        return (
+            self.hour_embed(s[..., 1])
+            + self.weekday_embed(s[..., 2])
+            + self.day_embed(s[..., 3])
+            + self.month_embed(s[..., 4])
+            + self.minute_embed(s[..., 0])
+        )
 
 
 class CrossAttention(nn.Module):
@@ -94,8 +105,14 @@ class DependencyAwareLayer(nn.Module):
         v = a.v_proj(context).view(b, t, a.n_heads, a.head_dim).transpose(1, 2)
         return k, v
 
-    def forward(self, h_last: torch.Tensor, s1_embed: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        h_last: torch.Tensor,
+        s1_embed: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """h_last (B, d), s1_embed (B, d), K/V (B, 4, S, hd), mask (B, 1, 1, S) or None -> (B, d)."""
         a = self.cross_attn
         b, d = h_last.shape
@@ -108,8 +125,8 @@ class DependencyAwareLayer(nn.Module):
 class DualHead(nn.Module):
     def __init__(self, cfg: KronosConfig):
         super().__init__()
-        self.proj_s1 = nn.Linear(cfg.d_model, 2 ** cfg.s1_bits)
-        self.proj_s2 = nn.Linear(cfg.d_model, 2 ** cfg.s2_bits)
+        self.proj_s1 = nn.Linear(cfg.d_model, 2**cfg.s1_bits)
+        self.proj_s2 = nn.Linear(cfg.d_model, 2**cfg.s2_bits)
 
 
 class Kronos(PretrainedMixin, nn.Module):
@@ -122,7 +139,9 @@ class Kronos(PretrainedMixin, nn.Module):
         c = config
         self.embedding = HierarchicalEmbedding(c)
         self.time_emb = TemporalEmbedding(c.d_model, c.learn_te)
-        self.transformer = nn.ModuleList(TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_layers))
+        self.transformer = nn.ModuleList(
+            TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_layers)
+        )
         self.norm = RMSNorm(c.d_model)
         self.dep_layer = DependencyAwareLayer(c.d_model)
         self.head = DualHead(c)

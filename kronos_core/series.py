@@ -12,13 +12,25 @@ from .rules import FIELDS, PRICE_FIELDS, as_stamps, candle_issues, fill_values, 
 from .rules.issues import Issue, RuleError
 from .rules.timestamps import fmt_stamp
 
-__all__ = ["FIELDS", "PRICE_FIELDS", "Series", "validate_batch", "frame_columns", "frame_values", "to_wall_clock"]
+__all__ = [
+    "FIELDS",
+    "PRICE_FIELDS",
+    "Series",
+    "validate_batch",
+    "frame_columns",
+    "frame_values",
+    "to_wall_clock",
+]
 
 # accepted column spellings (case-insensitive) -> field; Yahoo/yfinance CSVs have Date, Open, ..., Volume
 _COLUMN_ALIASES = {
     "timestamps": ("timestamps", "timestamp", "date", "datetime", "time"),
-    "open": ("open",), "high": ("high",), "low": ("low",), "close": ("close",),
-    "volume": ("volume", "vol"), "amount": ("amount", "turnover"),
+    "open": ("open",),
+    "high": ("high",),
+    "low": ("low",),
+    "close": ("close",),
+    "volume": ("volume", "vol"),
+    "amount": ("amount", "turnover"),
 }
 
 
@@ -51,22 +63,34 @@ class Series:
         fts = _stamps(self.future_timestamps, "future_timestamps", who)
         vals = np.asarray(self.values)
         if vals.dtype.kind not in "fiu":
-            raise TypeError(f"{who}: values must be numeric (L, 6) with columns {FIELDS}, got dtype {vals.dtype}")
+            raise TypeError(
+                f"{who}: values must be numeric (L, 6) with columns {FIELDS}, got dtype {vals.dtype}"
+            )
         vals = vals.astype(np.float64, copy=False)
         if vals.ndim != 2 or vals.shape[1] != 6:
             raise ValueError(f"{who}: values must have shape (L, 6) with columns {FIELDS}, got {vals.shape}")
         if vals.shape[0] == 0:
             raise ValueError(f"{who}: empty series (0 rows); drop it or give at least one bar")
         if ts.ndim != 1 or ts.shape[0] != vals.shape[0]:
-            raise ValueError(f"{who}: {ts.shape[0] if ts.ndim == 1 else ts.shape} timestamps for "
-                             f"{vals.shape[0]} rows of values; give one timestamp per row")
+            raise ValueError(
+                f"{who}: {ts.shape[0] if ts.ndim == 1 else ts.shape} timestamps for "
+                f"{vals.shape[0]} rows of values; give one timestamp per row"
+            )
         if fts.ndim != 1 or fts.shape[0] == 0:
             raise ValueError(f"{who}: future_timestamps must be a non-empty 1-D array, got shape {fts.shape}")
         raise_first(candle_issues(vals), who)
         raise_first(order_issues(ts, "timestamps") + order_issues(fts, "future_timestamps"), who)
         if fts[0] <= ts[-1]:
-            raise RuleError(Issue("future_not_after_history", f"first future timestamp {fmt_stamp(fts[0])} is not "
-                                  f"after the last observed timestamp {fmt_stamp(ts[-1])}", "future_timestamps", 0), who)
+            raise RuleError(
+                Issue(
+                    "future_not_after_history",
+                    f"first future timestamp {fmt_stamp(fts[0])} is not "
+                    f"after the last observed timestamp {fmt_stamp(ts[-1])}",
+                    "future_timestamps",
+                    0,
+                ),
+                who,
+            )
         object.__setattr__(self, "timestamps", ts)
         object.__setattr__(self, "future_timestamps", fts)
         object.__setattr__(self, "values", vals)
@@ -90,8 +114,12 @@ class Series:
             raise ValueError(f"series {symbol!r}: future_timestamps is required")
         if timestamps is None:
             timestamps = frame_timestamps(df, symbol)
-        return cls(symbol=symbol, timestamps=to_wall_clock(timestamps), values=frame_values(df, symbol),
-                   future_timestamps=to_wall_clock(future_timestamps))
+        return cls(
+            symbol=symbol,
+            timestamps=to_wall_clock(timestamps),
+            values=frame_values(df, symbol),
+            future_timestamps=to_wall_clock(future_timestamps),
+        )
 
 
 def _stamps(values, field: str, who: str) -> np.ndarray:
@@ -125,9 +153,11 @@ def frame_timestamps(df, symbol: str = "<frame>"):
         return df[col]
     if isinstance(df.index, pd.DatetimeIndex):
         return df.index
-    raise ValueError(f"series {symbol!r}: no timestamp column (looked for "
-                     f"{', '.join(_COLUMN_ALIASES['timestamps'])}, any case) and no DatetimeIndex; "
-                     "pass timestamps= or name the column 'timestamps'")
+    raise ValueError(
+        f"series {symbol!r}: no timestamp column (looked for "
+        f"{', '.join(_COLUMN_ALIASES['timestamps'])}, any case) and no DatetimeIndex; "
+        "pass timestamps= or name the column 'timestamps'"
+    )
 
 
 def frame_values(df, symbol: str = "<frame>") -> np.ndarray:
@@ -139,8 +169,10 @@ def frame_values(df, symbol: str = "<frame>") -> np.ndarray:
     cols = frame_columns(df)
     missing = [c for c in PRICE_FIELDS if c not in cols]
     if missing:
-        raise ValueError(f"series {symbol!r}: missing price columns {missing}; the frame needs "
-                         f"{list(PRICE_FIELDS)} (any case; volume and amount are optional), has {list(df.columns)}")
+        raise ValueError(
+            f"series {symbol!r}: missing price columns {missing}; the frame needs "
+            f"{list(PRICE_FIELDS)} (any case; volume and amount are optional), has {list(df.columns)}"
+        )
     for fld, col in cols.items():
         if fld != "timestamps" and df[col].dtype.kind not in "fiu":
             raise TypeError(f"series {symbol!r}: column {col!r} must be numeric, got dtype {df[col].dtype}")
@@ -182,11 +214,17 @@ def validate_batch(series: Sequence[Series], pred_len: int) -> None:
     seen: set[str] = set()
     for i, s in enumerate(series):
         if not isinstance(s, Series):
-            raise TypeError(f"series[{i}] must be a kronos_core.Series, got {type(s).__name__}; "
-                            "build it with Series(...) or Series.from_frame(...)")
+            raise TypeError(
+                f"series[{i}] must be a kronos_core.Series, got {type(s).__name__}; "
+                "build it with Series(...) or Series.from_frame(...)"
+            )
         if s.symbol in seen:
-            raise ValueError(f"duplicate symbol {s.symbol!r}: symbols must be unique in one call (they seed the paths)")
+            raise ValueError(
+                f"duplicate symbol {s.symbol!r}: symbols must be unique in one call (they seed the paths)"
+            )
         seen.add(s.symbol)
         if s.pred_len != pred_len:
-            raise ValueError(f"series {s.symbol!r}: {s.pred_len} future timestamps but pred_len={pred_len}; "
-                             "give exactly pred_len future timestamps")
+            raise ValueError(
+                f"series {s.symbol!r}: {s.pred_len} future timestamps but pred_len={pred_len}; "
+                "give exactly pred_len future timestamps"
+            )

@@ -38,13 +38,23 @@ class SamplingParams:
     it), so its checks and defaults are the only ones.
     """
 
-    temperature: float = field(default=defaults.TEMPERATURE, metadata={"description": "softmax temperature (> 0)"})
-    top_k: int = field(default=defaults.TOP_K, metadata={"description": "keep the k most likely tokens; 0 = off, 1 = "
-                                                 "greedy; wins over top_p"})
-    top_p: float = field(default=defaults.TOP_P, metadata={"description": "nucleus sampling mass in (0, 1]; 1 = off"})
-    sample_count: int = field(default=defaults.SAMPLE_COUNT, metadata={"description": "sample paths per series "
-                                                              "(quantiles and p_up come from them)"})
-    seed: int = field(default=defaults.SEED, metadata={"description": "with the symbol, fixes every path of a series"})
+    temperature: float = field(
+        default=defaults.TEMPERATURE, metadata={"description": "softmax temperature (> 0)"}
+    )
+    top_k: int = field(
+        default=defaults.TOP_K,
+        metadata={"description": "keep the k most likely tokens; 0 = off, 1 = greedy; wins over top_p"},
+    )
+    top_p: float = field(
+        default=defaults.TOP_P, metadata={"description": "nucleus sampling mass in (0, 1]; 1 = off"}
+    )
+    sample_count: int = field(
+        default=defaults.SAMPLE_COUNT,
+        metadata={"description": "sample paths per series (quantiles and p_up come from them)"},
+    )
+    seed: int = field(
+        default=defaults.SEED, metadata={"description": "with the symbol, fixes every path of a series"}
+    )
 
     __pydantic_config__ = {"extra": "forbid"}  # read by pydantic at the boundaries (no import here)
 
@@ -57,7 +67,11 @@ class SamplingParams:
         p = self.top_p
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1] (1 = off), got {p!r}")
-        if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 1:
+        if (
+            isinstance(self.sample_count, bool)
+            or not isinstance(self.sample_count, int)
+            or self.sample_count < 1
+        ):
             raise ValueError(f"sample_count must be an int >= 1, got {self.sample_count!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
@@ -72,21 +86,42 @@ class PredictorSpec:
     """What to load and how to run it: the one settings group behind the batch job's ``model:`` section,
     each serving model id and ``kronos-forecast``'s flags (``KronosPredictor.from_spec``)."""
 
-    model: str = field(default=defaults.MODEL, metadata={"description": "local checkpoint dir, hub id "
-                       "(NeoQuasar/Kronos-small) or random:<test|mini|small|base>[:seed] (RANDOM WEIGHTS)"})
+    model: str = field(
+        default=defaults.MODEL,
+        metadata={
+            "description": "local checkpoint dir, hub id "
+            "(NeoQuasar/Kronos-small) or random:<test|mini|small|base>[:seed] (RANDOM WEIGHTS)"
+        },
+    )
     tokenizer: str = field(default=defaults.TOKENIZER, metadata={"description": "same forms as model"})
     model_revision: str | None = field(default=None, metadata={"description": "hub revision (commit) to pin"})
     tokenizer_revision: str | None = field(default=None, metadata={"description": "hub revision to pin"})
-    device: str = field(default=defaults.DEVICE, metadata={"description": "auto (CUDA when this process has a "
-                        "GPU, else CPU), cpu, cuda, cuda:N or mps"})
-    dtype: str = field(default=defaults.DTYPE, metadata={"description": "float32 (equals upstream), bfloat16 "
-                       "or float16"})
-    max_context: int | None = field(default=None, metadata={"description": "window in tokens; empty = the "
-                                    "model's published context (Kronos-mini 2048, small/base 512)"})
-    cache: str = field(default=defaults.CACHE, metadata={"description": "exact (equals upstream), rolling "
-                       "(faster, differs after the window slides) or reference (slow, for checks)"})
-    batch_size: int = field(default=128, metadata={"description": "sample paths per generation batch "
-                            "(bounds KV-cache memory)"})
+    device: str = field(
+        default=defaults.DEVICE,
+        metadata={
+            "description": "auto (CUDA when this process has a GPU, else CPU), cpu, cuda, cuda:N or mps"
+        },
+    )
+    dtype: str = field(
+        default=defaults.DTYPE, metadata={"description": "float32 (equals upstream), bfloat16 or float16"}
+    )
+    max_context: int | None = field(
+        default=None,
+        metadata={
+            "description": "window in tokens; empty = the "
+            "model's published context (Kronos-mini 2048, small/base 512)"
+        },
+    )
+    cache: str = field(
+        default=defaults.CACHE,
+        metadata={
+            "description": "exact (equals upstream), rolling "
+            "(faster, differs after the window slides) or reference (slow, for checks)"
+        },
+    )
+    batch_size: int = field(
+        default=128, metadata={"description": "sample paths per generation batch (bounds KV-cache memory)"}
+    )
 
     __pydantic_config__ = {"extra": "forbid"}  # read by pydantic where configs embed this (no import here)
 
@@ -97,11 +132,16 @@ class PredictorSpec:
                 raise ValueError(f"{name} must be a checkpoint dir, hub id or random:<size>, got {value!r}")
         check_device_name(self.device)
         if self.dtype not in DTYPE_NAMES:
-            raise ValueError(f"unsupported dtype {self.dtype!r}; use 'float32' (default), 'bfloat16' or 'float16'")
+            raise ValueError(
+                f"unsupported dtype {self.dtype!r}; use 'float32' (default), 'bfloat16' or 'float16'"
+            )
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
-        if self.max_context is not None and (isinstance(self.max_context, bool) or not isinstance(
-                self.max_context, int) or self.max_context < 1):
+        if self.max_context is not None and (
+            isinstance(self.max_context, bool)
+            or not isinstance(self.max_context, int)
+            or self.max_context < 1
+        ):
             raise ValueError(f"max_context must be an int >= 1 or empty, got {self.max_context!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")

@@ -14,8 +14,14 @@ import numpy as np
 from .config import SIZES, KronosConfig, TokenizerConfig
 from .series import Series
 
-__all__ = ["TINY_MODEL", "TINY_TOKENIZER", "bar_timestamps", "synthetic_ohlcv", "synthetic_series",
-           "synthetic_universe"]
+__all__ = [
+    "TINY_MODEL",
+    "TINY_TOKENIZER",
+    "bar_timestamps",
+    "synthetic_ohlcv",
+    "synthetic_series",
+    "synthetic_universe",
+]
 
 TINY_MODEL: KronosConfig = SIZES["test"].model
 TINY_TOKENIZER: TokenizerConfig = SIZES["test"].tokenizer
@@ -32,7 +38,9 @@ def _stamps(n: int, freq: str, start: str, calendar: str) -> np.ndarray:
     return out
 
 
-def bar_timestamps(n: int, freq: str = "5min", start: str = "2024-01-02", calendar: str = "XNYS") -> np.ndarray:
+def bar_timestamps(
+    n: int, freq: str = "5min", start: str = "2024-01-02", calendar: str = "XNYS"
+) -> np.ndarray:
     """The first ``n`` bar stamps of ``calendar`` at ``freq`` from ``start`` on (``kronos_core.rules``
     calendars: XNYS 5-minute bars close at 09:35 ... 16:00; daily bars are stamped at midnight)."""
     if n < 0:
@@ -42,8 +50,15 @@ def bar_timestamps(n: int, freq: str = "5min", start: str = "2024-01-02", calend
     return _stamps(int(n), str(freq), str(start), str(calendar)).copy()
 
 
-def synthetic_ohlcv(n: int, freq: str = "5min", seed: int = 0, start: str = "2024-01-02",
-                    price: float | None = None, volatility: float | None = None, calendar: str = "XNYS"):
+def synthetic_ohlcv(
+    n: int,
+    freq: str = "5min",
+    seed: int = 0,
+    start: str = "2024-01-02",
+    price: float | None = None,
+    volatility: float | None = None,
+    calendar: str = "XNYS",
+):
     """A DataFrame of ``n`` candles: ``timestamps, open, high, low, close, volume, amount``."""
     import pandas as pd
 
@@ -62,26 +77,43 @@ def synthetic_ohlcv(n: int, freq: str = "5min", seed: int = 0, start: str = "202
     low = np.maximum(low, 0.5 * np.minimum(open_, close))
     volume = np.round(rng.lognormal(mean=8, sigma=0.6, size=n) * (1 + 5 * np.abs(rets) / vol))
     amount = volume * (open_ + high + low + close) / 4
-    return pd.DataFrame({
-        "timestamps": bar_timestamps(n, freq, start, calendar),
-        "open": open_, "high": high, "low": low, "close": close, "volume": volume, "amount": amount,
-    })
+    return pd.DataFrame(
+        {
+            "timestamps": bar_timestamps(n, freq, start, calendar),
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "amount": amount,
+        }
+    )
 
 
-def synthetic_series(symbol: str, n: int, pred_len: int, freq: str = "5min", seed: int = 0,
-                     start: str = "2024-01-02", calendar: str = "XNYS") -> Series:
+def synthetic_series(
+    symbol: str,
+    n: int,
+    pred_len: int,
+    freq: str = "5min",
+    seed: int = 0,
+    start: str = "2024-01-02",
+    calendar: str = "XNYS",
+) -> Series:
     """A ready ``Series`` of ``n`` observed bars and ``pred_len`` future timestamps on the same calendar."""
     df = synthetic_ohlcv(n + pred_len, freq=freq, seed=seed, start=start, calendar=calendar)
     ts = df["timestamps"].to_numpy(dtype="datetime64[ns]")
     return Series.from_frame(symbol, df.iloc[:n], timestamps=ts[:n], future_timestamps=ts[n:])
 
 
-def synthetic_universe(n_series: int, min_len: int, max_len: int, pred_len: int, freq: str = "5min",
-                       seed: int = 0) -> list[Series]:
-    """``n_series`` ragged series (lengths uniform in [min_len, max_len]) with symbols ``S0000, S0001, ...``."""
+def synthetic_universe(
+    n_series: int, min_len: int, max_len: int, pred_len: int, freq: str = "5min", seed: int = 0
+) -> list[Series]:
+    """``n_series`` ragged series (lengths uniform in [min_len, max_len]), symbols ``S0000, S0001, ...``."""
     if not 1 <= min_len <= max_len:
         raise ValueError(f"need 1 <= min_len <= max_len, got {min_len}, {max_len}")
     rng = np.random.default_rng(seed)
     lengths = rng.integers(min_len, max_len + 1, size=n_series)
-    return [synthetic_series(f"S{i:04d}", int(n), pred_len, freq=freq, seed=seed * 100_003 + i)
-            for i, n in enumerate(lengths)]
+    return [
+        synthetic_series(f"S{i:04d}", int(n), pred_len, freq=freq, seed=seed * 100_003 + i)
+        for i, n in enumerate(lengths)
+    ]

@@ -43,8 +43,12 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
         self.embed = nn.Linear(c.d_in, c.d_model)
         self.head = nn.Linear(c.d_model, c.d_in)
         # upstream builds n_layers - 1 blocks on each side
-        self.encoder = nn.ModuleList(TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_enc_layers - 1))
-        self.decoder = nn.ModuleList(TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_dec_layers - 1))
+        self.encoder = nn.ModuleList(
+            TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_enc_layers - 1)
+        )
+        self.decoder = nn.ModuleList(
+            TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_dec_layers - 1)
+        )
         self.quant_embed = nn.Linear(c.d_model, self.codebook_dim)
         self.post_quant_embed_pre = nn.Linear(c.s1_bits, c.d_model)  # training-only path, kept for key parity
         self.post_quant_embed = nn.Linear(self.codebook_dim, c.d_model)
@@ -67,7 +71,7 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
         s1_w = 2 ** torch.arange(self.s1_bits, device=x.device, dtype=torch.int64)
         s2_w = 2 ** torch.arange(self.s2_bits, device=x.device, dtype=torch.int64)
         s1 = (bits[..., : self.s1_bits] * s1_w).sum(-1)
-        s2 = (bits[..., self.s1_bits:] * s2_w).sum(-1)
+        s2 = (bits[..., self.s1_bits :] * s2_w).sum(-1)
         return s1, s2
 
     def tokens_to_codes(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
@@ -75,7 +79,7 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
         m1 = 2 ** torch.arange(self.s1_bits, device=s1.device, dtype=torch.int64)
         m2 = 2 ** torch.arange(self.s2_bits, device=s2.device, dtype=torch.int64)
         bits = torch.cat([(s1.unsqueeze(-1) & m1) != 0, (s2.unsqueeze(-1) & m2) != 0], dim=-1)
-        return (bits.float() * 2 - 1) * (1.0 / self.codebook_dim ** 0.5)
+        return (bits.float() * 2 - 1) * (1.0 / self.codebook_dim**0.5)
 
     @torch.no_grad()
     def decode(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:

@@ -7,5 +7,15 @@ from .job import run_job
 from .storage import StorageError
 from .synthetic import SyntheticMarket, write_synthetic_market
 
-__all__ = ["ConcurrentCommitError", "JobConfig", "PartitionLockedError", "RunSummary", "StorageError",
-           "SyntheticMarket", "load_job_config", "read_partition", "run_job", "write_synthetic_market"]
+__all__ = [
+    "ConcurrentCommitError",
+    "JobConfig",
+    "PartitionLockedError",
+    "RunSummary",
+    "StorageError",
+    "SyntheticMarket",
+    "load_job_config",
+    "read_partition",
+    "run_job",
+    "write_synthetic_market",
+]

@@ -1,7 +1,7 @@
 """kronos-batch: run the batch forecast job from a YAML config.
 
-    kronos-batch --config examples/job.yaml --as-of 2024-06-28 --set compute.concurrency=4
-    kronos-batch --synthetic /tmp/market/bars --symbols 2000 --bars 300   # write a demo market first
+kronos-batch --config examples/job.yaml --as-of 2024-06-28 --set compute.concurrency=4
+kronos-batch --synthetic /tmp/market/bars --symbols 2000 --bars 300   # write a demo market first
 """
 
 from __future__ import annotations
@@ -28,15 +28,21 @@ def _parse_set(items: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="kronos-batch", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="kronos-batch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", help="job YAML (see examples/job.yaml)")
     ap.add_argument("--as-of", help="override as_of (date or datetime, exchange-local)")
     ap.add_argument("--input", help="override input.url")
     ap.add_argument("--output", help="override output.url")
     ap.add_argument("--ray-address", help="override compute.ray_address ('auto' joins a running cluster)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override any field, e.g. --set compute.concurrency=4 --set sampling.seed=1")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any field, e.g. --set compute.concurrency=4 --set sampling.seed=1",
+    )
     ap.add_argument("--synthetic", metavar="URL", help="write a synthetic market to URL and exit")
     ap.add_argument("--symbols", type=int, default=200)
     ap.add_argument("--bars", type=int, default=300)
@@ -45,21 +51,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
     from . import load_job_config, run_job, write_synthetic_market
 
     if args.synthetic:
         m = write_synthetic_market(args.synthetic, n_symbols=args.symbols, n_bars=args.bars, end=args.end)
-        print(f"wrote {m.rows} bars of {len(m.symbols)} symbols ({len(m.broken)} broken) in {m.files} files "
-              f"to {m.url}")
+        print(
+            f"wrote {m.rows} bars of {len(m.symbols)} symbols ({len(m.broken)} broken) in {m.files} files "
+            f"to {m.url}"
+        )
         return 0
     if not args.config:
         ap.error("--config is required (or --synthetic URL)")
     overrides = _parse_set(args.set)
-    for flag, key in ((args.as_of, "as_of"), (args.input, "input.url"), (args.output, "output.url"),
-                      (args.ray_address, "compute.ray_address")):
+    for flag, key in (
+        (args.as_of, "as_of"),
+        (args.input, "input.url"),
+        (args.output, "output.url"),
+        (args.ray_address, "compute.ray_address"),
+    ):
         if flag is not None:
             overrides[key] = flag
     try:

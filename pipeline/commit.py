@@ -38,9 +38,21 @@ import pyarrow.parquet as pq
 from .config import StorageConfig
 from .storage import create_exclusive, filesystem, join, strip_protocol, to_url, with_retries
 
-__all__ = ["PartitionLockedError", "ConcurrentCommitError", "Partition", "list_partitions", "read_partition_at",
-           "as_of_tag", "model_slug", "partition_path",
-           "write_staged", "current_generation", "commit_partition", "read_partition", "TABLES"]
+__all__ = [
+    "PartitionLockedError",
+    "ConcurrentCommitError",
+    "Partition",
+    "list_partitions",
+    "read_partition_at",
+    "as_of_tag",
+    "model_slug",
+    "partition_path",
+    "write_staged",
+    "current_generation",
+    "commit_partition",
+    "read_partition",
+    "TABLES",
+]
 
 log = logging.getLogger(__name__)
 TABLES = ("forecasts", "rejected")
@@ -91,10 +103,20 @@ def write_staged(batch: pa.Table, url: str, storage: StorageConfig, run_id: str,
     buf = io.BytesIO()
     pq.write_table(batch, buf, compression="zstd")
     data = buf.getvalue()
-    with_retries(lambda: fs.pipe_file(path, data), f"write {to_url(path, url)}", storage.retries,
-                 storage.retry_backoff_s)
-    return pa.table({"name": [name], "rows": [batch.num_rows], "bytes": [len(data)],
-                     "sha256": [hashlib.sha256(data).hexdigest()]})
+    with_retries(
+        lambda: fs.pipe_file(path, data),
+        f"write {to_url(path, url)}",
+        storage.retries,
+        storage.retry_backoff_s,
+    )
+    return pa.table(
+        {
+            "name": [name],
+            "rows": [batch.num_rows],
+            "bytes": [len(data)],
+            "sha256": [hashlib.sha256(data).hexdigest()],
+        }
+    )
 
 
 def _read_json(fs, path: str, retries: int) -> dict | None:
@@ -103,14 +125,16 @@ def _read_json(fs, path: str, retries: int) -> dict | None:
             return json.loads(fs.cat_file(path))
         except FileNotFoundError:
             return None
+
     return with_retries(go, f"read {path}", retries)
 
 
 def current_generation(url: str, storage: StorageConfig, table: str, as_of, model_ref: str) -> str | None:
     """The run_id that committed the partition now visible (None if it does not exist)."""
     fs = filesystem(url, storage)
-    m = _read_json(fs, join(partition_path(strip_protocol(url), table, as_of, model_ref), MANIFEST),
-                   storage.retries)
+    m = _read_json(
+        fs, join(partition_path(strip_protocol(url), table, as_of, model_ref), MANIFEST), storage.retries
+    )
     return m["run_id"] if m else None
 
 
@@ -126,15 +150,24 @@ def _acquire(fs, lock: str, run_id: str, timeout_s: float, retries: int) -> None
             raise PartitionLockedError(
                 f"partition is being committed by run {held.get('run_id')!r} since {held.get('since')} "
                 f"(lock {lock}); two runs raced on the same as_of/model. Wait for it, or if that run died, "
-                f"delete the lock (it is treated as abandoned after output.lock_timeout_s={timeout_s:g}s)")
+                f"delete the lock (it is treated as abandoned after output.lock_timeout_s={timeout_s:g}s)"
+            )
         log.warning("breaking abandoned lock %s (run %s, %.0fs old)", lock, held.get("run_id"), age)
         fs.rm(lock)
     raise PartitionLockedError(f"could not take lock {lock}")
 
 
-def commit_partition(url: str, storage: StorageConfig, run_id: str, as_of, model_ref: str,
-                     staged: dict[str, list[dict]], expected_generation: dict[str, str | None],
-                     manifest: dict, lock_timeout_s: float = 3600) -> dict[str, str]:
+def commit_partition(
+    url: str,
+    storage: StorageConfig,
+    run_id: str,
+    as_of,
+    model_ref: str,
+    staged: dict[str, list[dict]],
+    expected_generation: dict[str, str | None],
+    manifest: dict,
+    lock_timeout_s: float = 3600,
+) -> dict[str, str]:
     """Publish this run's staged files for every table in ``staged``; returns table -> partition URL."""
     fs = filesystem(url, storage)
     root, r = strip_protocol(url), storage.retries
@@ -148,7 +181,8 @@ def commit_partition(url: str, storage: StorageConfig, run_id: str, as_of, model
                 raise ConcurrentCommitError(
                     f"{table}/{rel} was committed by run {gen!r} after run {run_id!r} started (it saw "
                     f"{expected_generation.get(table)!r}); this run's output was not published. Re-run to "
-                    f"replace it")
+                    f"replace it"
+                )
         out = {}
         for table, files in staged.items():
             out[table] = publish_files(fs, root, run_id, table, rel, files, manifest, r)
@@ -172,19 +206,30 @@ def copy_in(fs, root: str, run_id: str, table: str, rel: str, files: list[dict],
     return part
 
 
-def publish_files(fs, root: str, run_id: str, table: str, rel: str, files: list[dict], manifest: dict,
-                  retries: int) -> str:
+def publish_files(
+    fs, root: str, run_id: str, table: str, rel: str, files: list[dict], manifest: dict, retries: int
+) -> str:
     part = copy_in(fs, root, run_id, table, rel, files, retries)
-    body = dict(manifest, table=table, partition=rel, run_id=run_id, files=files,
-                rows=int(sum(f["rows"] for f in files)))
+    body = dict(
+        manifest,
+        table=table,
+        partition=rel,
+        run_id=run_id,
+        files=files,
+        rows=int(sum(f["rows"] for f in files)),
+    )
     data = json.dumps(body, indent=1, sort_keys=True, default=str).encode()
-    with_retries(lambda: fs.pipe_file(join(part, MANIFEST), data), f"write manifest {part}", retries)  # step 4
+    with_retries(
+        lambda: fs.pipe_file(join(part, MANIFEST), data), f"write manifest {part}", retries
+    )  # step 4
     keep = {f["name"] for f in files} | {MANIFEST, SUCCESS}
     fs.invalidate_cache(part)
     for p in with_retries(lambda: fs.ls(part, detail=False), f"list {part}", retries):  # step 5
         if p.rstrip("/").rsplit("/", 1)[-1] not in keep:
             with_retries(lambda p=p: fs.rm(p, recursive=True), f"delete {p}", retries)
-    with_retries(lambda: fs.pipe_file(join(part, SUCCESS), run_id.encode()), f"write _SUCCESS {part}", retries)
+    with_retries(
+        lambda: fs.pipe_file(join(part, SUCCESS), run_id.encode()), f"write _SUCCESS {part}", retries
+    )
     log.info("committed %s/%s: %d files, %d rows", table, rel, len(files), body["rows"])
     return part
 
@@ -211,16 +256,18 @@ def list_partitions(url: str, table: str, storage: StorageConfig | None = None) 
     fs = filesystem(url, storage)
     pattern = join(strip_protocol(url), table, f"{AS_OF_KEY}=*", f"{MODEL_KEY}=*", MANIFEST)
     out = []
-    for m in with_retries(lambda: fs.glob(pattern), f"list {to_url(join(strip_protocol(url), table), url)}",
-                          storage.retries):
+    for m in with_retries(
+        lambda: fs.glob(pattern), f"list {to_url(join(strip_protocol(url), table), url)}", storage.retries
+    ):
         part = m.rsplit("/", 1)[0]
         a, mdl = part.rsplit("/", 2)[-2:]
         out.append(Partition(table, a.split("=", 1)[1], mdl.split("=", 1)[1], to_url(part, url)))
     return sorted(out, key=lambda p: (p.as_of, p.model_tag))
 
 
-def read_partition_at(partition_url: str, storage: StorageConfig | None = None,
-                      columns: list[str] | None = None) -> pd.DataFrame:
+def read_partition_at(
+    partition_url: str, storage: StorageConfig | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
     """A committed partition by URL, read through its manifest (consistent even mid-commit or after a crash).
     Raises ``FileNotFoundError`` if the partition has no manifest."""
     storage = storage or StorageConfig()
@@ -236,7 +283,10 @@ def read_partition_at(partition_url: str, storage: StorageConfig | None = None,
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=columns or [])
 
 
-def read_partition(url: str, table: str, as_of, model_ref: str, storage: StorageConfig | None = None
-                   ) -> pd.DataFrame:
+def read_partition(
+    url: str, table: str, as_of, model_ref: str, storage: StorageConfig | None = None
+) -> pd.DataFrame:
     """The committed partition of ``table`` for (as_of, model), read through its manifest."""
-    return read_partition_at(to_url(partition_path(strip_protocol(url), table, as_of, model_ref), url), storage)
+    return read_partition_at(
+        to_url(partition_path(strip_protocol(url), table, as_of, model_ref), url), storage
+    )

@@ -20,8 +20,15 @@ from kronos_core import MarketCalendar, PredictorSpec, SamplingParams, defaults
 from kronos_core.rules import DEFAULT_MAX_GAP_FRACTION, DEFAULT_QUANTILES, check_quantile_levels
 
 __all__ = [
-    "StorageConfig", "InputConfig", "UniverseConfig", "ValidationConfig", "ComputeConfig", "OutputConfig",
-    "JobConfig", "RunSummary", "load_job_config",
+    "StorageConfig",
+    "InputConfig",
+    "UniverseConfig",
+    "ValidationConfig",
+    "ComputeConfig",
+    "OutputConfig",
+    "JobConfig",
+    "RunSummary",
+    "load_job_config",
 ]
 
 
@@ -48,12 +55,14 @@ class StorageConfig(_Strict):
         """A copy with unset fields filled from the standard AWS environment variables of this process,
         so Ray workers on other nodes use exactly what the driver saw."""
         env = os.environ.get
-        return self.model_copy(update={
-            "endpoint_url": self.endpoint_url or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"),
-            "region": self.region or env("AWS_REGION") or env("AWS_DEFAULT_REGION"),
-            "key": self.key or env("AWS_ACCESS_KEY_ID"),
-            "secret": self.secret or env("AWS_SECRET_ACCESS_KEY"),
-        })
+        return self.model_copy(
+            update={
+                "endpoint_url": self.endpoint_url or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"),
+                "region": self.region or env("AWS_REGION") or env("AWS_DEFAULT_REGION"),
+                "key": self.key or env("AWS_ACCESS_KEY_ID"),
+                "secret": self.secret or env("AWS_SECRET_ACCESS_KEY"),
+            }
+        )
 
     @field_validator("endpoint_url")
     @classmethod
@@ -66,8 +75,10 @@ class StorageConfig(_Strict):
 class InputConfig(_Strict):
     url: str = Field(..., description="root of the bars table: a local folder or s3://bucket/prefix")
     layout: Literal["date", "symbol"] = Field(
-        "date", description="hive layout: 'date' = <root>/date=YYYY-MM-DD/*.parquet (vendor delivery), "
-                            "'symbol' = <root>/symbol=XYZ/*.parquet")
+        "date",
+        description="hive layout: 'date' = <root>/date=YYYY-MM-DD/*.parquet (vendor delivery), "
+        "'symbol' = <root>/symbol=XYZ/*.parquet",
+    )
 
 
 class UniverseConfig(_Strict):
@@ -77,15 +88,19 @@ class UniverseConfig(_Strict):
     @model_validator(mode="after")
     def _one(self):
         if self.symbols is not None and self.file is not None:
-            raise ValueError("universe: give either 'symbols' or 'file', not both (neither = every symbol present)")
+            raise ValueError(
+                "universe: give either 'symbols' or 'file', not both (neither = every symbol present)"
+            )
         return self
 
     @field_validator("symbols")
     @classmethod
     def _no_blank(cls, v):
         if v is not None and any(not s.strip() for s in v):
-            raise ValueError("universe.symbols holds an empty symbol; remove it (rows without a symbol are "
-                             "always quarantined as empty_symbol)")
+            raise ValueError(
+                "universe.symbols holds an empty symbol; remove it (rows without a symbol are "
+                "always quarantined as empty_symbol)"
+            )
         return v
 
     def resolve(self) -> list[str] | None:
@@ -105,19 +120,32 @@ class ValidationConfig(_Strict):
     """Per-asset checks of stage 2 (the rules themselves live in ``kronos_core.rules``)."""
 
     min_history: int = Field(32, ge=1, description="bars needed in the window; fewer -> rejected too_short")
-    max_stale_bars: int = Field(1, ge=0, description="calendar bars allowed between an asset's last bar and as_of; "
-                                "such an asset is forecast from its last bar and its steps still count bars "
-                                "after as_of (lag_bars says by how much it was behind)")
-    max_gap_fraction: float = Field(DEFAULT_MAX_GAP_FRACTION, ge=0, le=1,
-                                    description="share of expected calendar bars allowed missing in the window")
-    max_price_ratio: float | None = Field(defaults.MAX_PRICE_RATIO, gt=1,
-                                          description="a close this many times the previous close (or 1/x), or a "
-                                                      "high this many times the low: rejected price_jump; "
-                                                      "null turns the check off")
+    max_stale_bars: int = Field(
+        1,
+        ge=0,
+        description="calendar bars allowed between an asset's last bar and as_of; "
+        "such an asset is forecast from its last bar and its steps still count bars "
+        "after as_of (lag_bars says by how much it was behind)",
+    )
+    max_gap_fraction: float = Field(
+        DEFAULT_MAX_GAP_FRACTION,
+        ge=0,
+        le=1,
+        description="share of expected calendar bars allowed missing in the window",
+    )
+    max_price_ratio: float | None = Field(
+        defaults.MAX_PRICE_RATIO,
+        gt=1,
+        description="a close this many times the previous close (or 1/x), or a "
+        "high this many times the low: rejected price_jump; "
+        "null turns the check off",
+    )
 
 
 class ComputeConfig(_Strict):
-    ray_address: str | None = Field(None, description="join this cluster ('auto', 'ray://host:10001'); None = local")
+    ray_address: str | None = Field(
+        None, description="join this cluster ('auto', 'ray://host:10001'); None = local"
+    )
     concurrency: int = Field(2, ge=1, description="forecast actors")
     num_cpus: float = Field(1.0, gt=0, description="CPUs per forecast actor")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per forecast actor (fractions share a GPU)")
@@ -133,7 +161,9 @@ class ComputeConfig(_Strict):
 
 class OutputConfig(_Strict):
     url: str = Field(..., description="root of the output tables (local folder or s3://bucket/prefix)")
-    quantiles: list[float] = Field(list(DEFAULT_QUANTILES), description="levels of the close quantile columns")
+    quantiles: list[float] = Field(
+        list(DEFAULT_QUANTILES), description="levels of the close quantile columns"
+    )
     lock_timeout_s: float = Field(3600, gt=0, description="a commit lock older than this counts as abandoned")
 
     @field_validator("quantiles")
@@ -145,15 +175,23 @@ class OutputConfig(_Strict):
 class JobConfig(_Strict):
     """One batch forecast run: read bars as of ``as_of``, validate, forecast, write partitioned tables."""
 
-    as_of: pd.Timestamp = Field(..., description="point in time (exchange-local wall clock); bars after it are ignored")
+    as_of: pd.Timestamp = Field(
+        ..., description="point in time (exchange-local wall clock); bars after it are ignored"
+    )
     lookback: int = Field(defaults.LOOKBACK, ge=2, description="bars of history per asset fed to the model")
-    pred_len: int = Field(defaults.PRED_LEN, ge=1, description="steps to forecast: step k is the k-th calendar "
-                          "bar after as_of, for every asset")
+    pred_len: int = Field(
+        defaults.PRED_LEN,
+        ge=1,
+        description="steps to forecast: step k is the k-th calendar bar after as_of, for every asset",
+    )
     input: InputConfig
     output: OutputConfig
     universe: UniverseConfig = UniverseConfig()
-    calendar: MarketCalendar = Field(default_factory=MarketCalendar, description="the market's calendar and bar "
-                                     "frequency (kronos_core.rules): validation and future timestamps")
+    calendar: MarketCalendar = Field(
+        default_factory=MarketCalendar,
+        description="the market's calendar and bar "
+        "frequency (kronos_core.rules): validation and future timestamps",
+    )
     validation: ValidationConfig = ValidationConfig()
     model: PredictorSpec = Field(default_factory=PredictorSpec, description="what to load and how to run it")
     sampling: SamplingParams = Field(default_factory=SamplingParams, description="how sample paths are drawn")
@@ -169,8 +207,10 @@ class JobConfig(_Strict):
         try:
             ts = pd.Timestamp(v)
         except (ValueError, TypeError) as e:
-            raise ValueError(f"as_of must be a date or datetime such as '2024-03-01' or '2024-03-01T16:00', "
-                             f"got {v!r} ({e})") from None
+            raise ValueError(
+                f"as_of must be a date or datetime such as '2024-03-01' or '2024-03-01T16:00', "
+                f"got {v!r} ({e})"
+            ) from None
         if ts is pd.NaT:
             raise ValueError("as_of must be a date or datetime, got NaT")
         return ts.tz_localize(None) if ts.tz is not None else ts
@@ -178,15 +218,21 @@ class JobConfig(_Strict):
     @model_validator(mode="after")
     def _coherent(self):
         if self.validation.min_history > self.lookback:
-            raise ValueError(f"validation.min_history ({self.validation.min_history}) must be <= lookback "
-                             f"({self.lookback}); lower min_history or raise lookback")
+            raise ValueError(
+                f"validation.min_history ({self.validation.min_history}) must be <= lookback "
+                f"({self.lookback}); lower min_history or raise lookback"
+            )
         gpus, device = self.compute.num_gpus, self.model.device
         if gpus > 0 and device in ("cpu", "mps"):
-            raise ValueError(f"compute.num_gpus={gpus:g} reserves GPUs but model.device is {device!r}; set "
-                             "model.device to 'auto' (or 'cuda') or compute.num_gpus to 0")
+            raise ValueError(
+                f"compute.num_gpus={gpus:g} reserves GPUs but model.device is {device!r}; set "
+                "model.device to 'auto' (or 'cuda') or compute.num_gpus to 0"
+            )
         if gpus == 0 and device.startswith("cuda"):
-            raise ValueError(f"model.device is {device!r} but compute.num_gpus is 0: Ray gives the actors no GPU; "
-                             "set compute.num_gpus (e.g. 1, or 0.5 to share a GPU) or model.device to 'auto'")
+            raise ValueError(
+                f"model.device is {device!r} but compute.num_gpus is 0: Ray gives the actors no GPU; "
+                "set compute.num_gpus (e.g. 1, or 0.5 to share a GPU) or model.device to 'auto'"
+            )
         return self
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -241,16 +287,18 @@ class RunSummary:
         return asdict(self)
 
     def render(self) -> str:
-        lines = [f"run {self.run_id}  as_of {self.as_of}  model {self.model}",
-                 f"  assets read      {self.assets_read}",
-                 f"  assets forecast  {self.assets_forecast}",
-                 f"  assets rejected  {self.assets_rejected}  {self.reject_reasons or ''}",
-                 f"  assets lagged    {self.assets_lagged} (forecast from a last bar before as_of)",
-                 f"  forecast flags   {self.forecast_flags or 'none'}",
-                 f"  rows written     {self.rows_written}",
-                 f"  bytes read       {self.bytes_read:,} in {self.files_read} files",
-                 f"  wall time        {self.wall_s:.1f} s  ({self.series_per_s:.1f} series/s)",
-                 f"  output           {self.output_url}",
-                 f"  rejected         {self.rejected_url}",
-                 f"  manifest         {self.manifest_url}"]
+        lines = [
+            f"run {self.run_id}  as_of {self.as_of}  model {self.model}",
+            f"  assets read      {self.assets_read}",
+            f"  assets forecast  {self.assets_forecast}",
+            f"  assets rejected  {self.assets_rejected}  {self.reject_reasons or ''}",
+            f"  assets lagged    {self.assets_lagged} (forecast from a last bar before as_of)",
+            f"  forecast flags   {self.forecast_flags or 'none'}",
+            f"  rows written     {self.rows_written}",
+            f"  bytes read       {self.bytes_read:,} in {self.files_read} files",
+            f"  wall time        {self.wall_s:.1f} s  ({self.series_per_s:.1f} series/s)",
+            f"  output           {self.output_url}",
+            f"  rejected         {self.rejected_url}",
+            f"  manifest         {self.manifest_url}",
+        ]
         return "\n".join(lines)

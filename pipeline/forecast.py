@@ -25,19 +25,36 @@ _CLOSE = FIELDS.index("close")
 
 # one row per asset; ``mean`` is (P, 6) and ``close_q`` is (Q, P), flattened row-major, for the pred_len
 # steps after as_of; ``future_timestamps`` are those steps' stamps
-FORECAST_SCHEMA = pa.schema([
-    ("symbol", pa.string()), ("n_bars", pa.int64()), ("last_close", pa.float64()),
-    ("future_timestamps", pa.list_(pa.int64())), ("mean", pa.list_(pa.float32())),
-    ("close_q", pa.list_(pa.float32())), ("p_up", pa.float64()), ("p_flat", pa.float64()), ("flags", pa.string()),
-    ("lag_bars", pa.int64()), ("error", pa.string()), ("model_info", pa.string()),
-])
+FORECAST_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("n_bars", pa.int64()),
+        ("last_close", pa.float64()),
+        ("future_timestamps", pa.list_(pa.int64())),
+        ("mean", pa.list_(pa.float32())),
+        ("close_q", pa.list_(pa.float32())),
+        ("p_up", pa.float64()),
+        ("p_flat", pa.float64()),
+        ("flags", pa.string()),
+        ("lag_bars", pa.int64()),
+        ("error", pa.string()),
+        ("model_info", pa.string()),
+    ]
+)
 
 
 class ForecastActor:
     """Ray Data callable class: ``__init__`` runs once per actor (loads weights), ``__call__`` per batch."""
 
-    def __init__(self, spec: PredictorSpec, sampling: SamplingParams, pred_len: int, quantiles: list[float],
-                 num_threads: int | None = None, predictor=None):
+    def __init__(
+        self,
+        spec: PredictorSpec,
+        sampling: SamplingParams,
+        pred_len: int,
+        quantiles: list[float],
+        num_threads: int | None = None,
+        predictor=None,
+    ):
         import torch  # here, not at import: the job's CPU-only tasks import this module without torch
 
         from kronos_core import KronosPredictor
@@ -59,15 +76,20 @@ class ForecastActor:
         by_horizon: dict[int, list[Series]] = defaultdict(list)  # lagged assets forecast further ahead
         for r in rows:
             try:
-                s = Series(symbol=r["symbol"], timestamps=np.asarray(r["timestamps"], np.int64).astype("datetime64[ns]"),
-                           values=np.asarray(r["values"], np.float64).reshape(-1, 6),
-                           future_timestamps=np.asarray(r["future_timestamps"], np.int64).astype("datetime64[ns]"))
+                s = Series(
+                    symbol=r["symbol"],
+                    timestamps=np.asarray(r["timestamps"], np.int64).astype("datetime64[ns]"),
+                    values=np.asarray(r["values"], np.float64).reshape(-1, 6),
+                    future_timestamps=np.asarray(r["future_timestamps"], np.int64).astype("datetime64[ns]"),
+                )
                 by_horizon[s.pred_len].append(s)
             except (ValueError, TypeError) as e:  # validate should have caught it; quarantine, never crash
                 errors[r["symbol"]] = f"forecast_input: {e}"
         results = {}
         for horizon, series in by_horizon.items():
-            res = self.predictor.forecast(series, pred_len=horizon, sampling=self.sampling, quantiles=self.quantiles)
+            res = self.predictor.forecast(
+                series, pred_len=horizon, sampling=self.sampling, quantiles=self.quantiles
+            )
             for i, sym in enumerate(res.symbols):
                 results[sym] = (res, i)
         out = {k: [] for k in FORECAST_SCHEMA.names}
@@ -91,6 +113,8 @@ class ForecastActor:
             out["close_q"].append(res.quantiles[i, :, keep, _CLOSE].reshape(-1).tolist())
             out["p_up"].append(float(res.p_up[i]))
             out["p_flat"].append(float(res.p_flat[i]))
-            out["flags"].append(";".join(forecast_flags(res.mean[i, keep], res.quantiles[i, :, keep, _CLOSE])) or None)
+            out["flags"].append(
+                ";".join(forecast_flags(res.mean[i, keep], res.quantiles[i, :, keep, _CLOSE])) or None
+            )
             out["error"].append(None)
         return pa.table(out, schema=FORECAST_SCHEMA)

@@ -26,7 +26,9 @@ def window_start(grid: np.ndarray, as_of, lookback: int) -> np.datetime64:
     """Stamp of the oldest bar in a full ``lookback`` window ending at ``as_of``."""
     i = int(np.searchsorted(grid, np.datetime64(as_of, "ns"), side="right"))  # bars <= as_of
     if i < lookback:
-        raise ValueError(f"the calendar holds only {i} bars up to as_of={as_of}; lookback={lookback} is too long")
+        raise ValueError(
+            f"the calendar holds only {i} bars up to as_of={as_of}; lookback={lookback} is too long"
+        )
     return grid[i - lookback]
 
 
@@ -55,6 +57,9 @@ def future_batch(batch: pa.Table, grid: np.ndarray, cal: MarketCalendar, pred_le
         fut.append(stamps.astype(np.int64).tolist())
         lags.append(lag)
     out = batch.set_column(batch.schema.get_field_index("is_valid"), "is_valid", pa.array(valid, pa.bool_()))
-    out = out.set_column(out.schema.get_field_index("reject_reason"), "reject_reason", pa.array(why, pa.string()))
-    return (out.append_column("future_timestamps", pa.array(fut, pa.list_(pa.int64())))
-            .append_column("lag_bars", pa.array(lags, pa.int64())))
+    out = out.set_column(
+        out.schema.get_field_index("reject_reason"), "reject_reason", pa.array(why, pa.string())
+    )
+    return out.append_column("future_timestamps", pa.array(fut, pa.list_(pa.int64()))).append_column(
+        "lag_bars", pa.array(lags, pa.int64())
+    )

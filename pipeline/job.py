@@ -1,12 +1,12 @@
 """run_job: the batch forecast as a numbered list of Ray Data stages.
 
-    0. plan      (driver)  calendar bars, as-of window, partition + row-group pruning, partition generations
-    1. read      (CPU)     planned row groups only -> bars -> group by symbol -> last ``lookback`` bars
-    2. validate  (CPU)     is_valid / reject_reason per asset (kronos_core.rules)
-    3. future    (CPU)     the pred_len calendar bars after as_of, per asset (lagged assets: from their last bar)
-    4. forecast  (actors)  ForecastActor: predictor loaded once per actor; ragged batches; per-asset seeds
-    5. postprocess (CPU)   long rows (symbol, step) + quantiles + p_up + flags + lineage
-    6. write     (CPU)     staged parquet files -> per-partition atomic commit (manifest, _SUCCESS last)
+0. plan      (driver)  calendar bars, as-of window, partition + row-group pruning, partition generations
+1. read      (CPU)     planned row groups only -> bars -> group by symbol -> last ``lookback`` bars
+2. validate  (CPU)     is_valid / reject_reason per asset (kronos_core.rules)
+3. future    (CPU)     the pred_len calendar bars after as_of, per asset (lagged assets: from their last bar)
+4. forecast  (actors)  ForecastActor: predictor loaded once per actor; ragged batches; per-asset seeds
+5. postprocess (CPU)   long rows (symbol, step) + quantiles + p_up + flags + lineage
+6. write     (CPU)     staged parquet files -> per-partition atomic commit (manifest, _SUCCESS last)
 """
 
 from __future__ import annotations
@@ -46,8 +46,13 @@ def code_version() -> str:
     except PackageNotFoundError:
         v = "0+unknown"
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{v}+g{sha}" if sha else v
@@ -74,14 +79,17 @@ def _coerce(config) -> JobConfig:
         return load_job_config(config)
     if isinstance(config, dict):
         return JobConfig.model_validate(config)
-    raise TypeError(f"config must be a JobConfig, a dict or a path to a YAML file, got {type(config).__name__}")
+    raise TypeError(
+        f"config must be a JobConfig, a dict or a path to a YAML file, got {type(config).__name__}"
+    )
 
 
-def run_job(config: JobConfig | dict | str | Path, progress: bool = False,
-            actor_cls: type = ForecastActor) -> RunSummary:
+def run_job(
+    config: JobConfig | dict | str | Path, progress: bool = False, actor_cls: type = ForecastActor
+) -> RunSummary:
     """Run one batch forecast; returns what it did. Raises on a permanent storage error (nothing published).
 
-    ``actor_cls`` is the stage-4 callable class (a subclass of ``ForecastActor``; tests inject faults with one).
+    ``actor_cls`` is the stage-4 callable class (a ``ForecastActor`` subclass; tests inject faults with one).
     """
     import ray
 
@@ -107,29 +115,49 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False,
         universe = cfg.universe.resolve()
         plan = plan_read(cfg.input.url, cfg.input.layout, storage, start, as_of, universe)
         if not plan.files:
-            raise ValueError(f"no bars between {start} and as_of={as_of} under {cfg.input.url}; check as_of, "
-                             f"input.url and input.layout")
-        generations = {tb: current_generation(cfg.output.url, storage, tb, as_of, cfg.model.model) for tb in TABLES}
+            raise ValueError(
+                f"no bars between {start} and as_of={as_of} under {cfg.input.url}; check as_of, "
+                f"input.url and input.layout"
+            )
+        generations = {
+            tb: current_generation(cfg.output.url, storage, tb, as_of, cfg.model.model) for tb in TABLES
+        }
         summary.bytes_read, summary.files_read = plan.bytes_read, plan.n_files
         stage_s["plan"] = time.perf_counter() - t
-        log.info("run %s: as_of=%s window %s.., %d files (%s bytes)", run_id, as_of, start, plan.n_files,
-                 f"{plan.bytes_read:,}")
+        log.info(
+            "run %s: as_of=%s window %s.., %d files (%s bytes)",
+            run_id,
+            as_of,
+            start,
+            plan.n_files,
+            f"{plan.bytes_read:,}",
+        )
 
         # 1. read and window (CPU)
         t = time.perf_counter()
         ds = ray.data.from_items(plan.files, override_num_blocks=max(1, min(len(plan.files), 64)))
-        ds = ds.map_batches(read_files, batch_size=cfg.compute.read_parallelism, batch_format="numpy",
-                            fn_kwargs=dict(url=cfg.input.url, storage=storage, start=start, end=as_of,
-                                           universe=universe))
+        ds = ds.map_batches(
+            read_files,
+            batch_size=cfg.compute.read_parallelism,
+            batch_format="numpy",
+            fn_kwargs=dict(url=cfg.input.url, storage=storage, start=start, end=as_of, universe=universe),
+        )
         n_parts = max(1, min(64, len(plan.files), 4 * (os.cpu_count() or 1)))
-        ds = ds.groupby("symbol", num_partitions=n_parts).map_groups(window_group, batch_format="pyarrow",
-                                                                      fn_kwargs={"lookback": cfg.lookback})
+        ds = ds.groupby("symbol", num_partitions=n_parts).map_groups(
+            window_group, batch_format="pyarrow", fn_kwargs={"lookback": cfg.lookback}
+        )
         # 2. validate (CPU)
-        ds = ds.map_batches(validate_batch, batch_format="pyarrow",
-                            fn_kwargs=dict(as_of=as_of, grid=grid, cal=cal, cfg=cfg.validation))
+        ds = ds.map_batches(
+            validate_batch,
+            batch_format="pyarrow",
+            fn_kwargs=dict(as_of=as_of, grid=grid, cal=cal, cfg=cfg.validation),
+        )
         # 3. future timestamps (CPU)
-        ds = ds.map_batches(future_batch, batch_format="pyarrow",
-                            fn_kwargs=dict(grid=grid, cal=cal, pred_len=cfg.pred_len, as_of=as_of))
+        ds = ds.map_batches(
+            future_batch,
+            batch_format="pyarrow",
+            fn_kwargs=dict(grid=grid, cal=cal, pred_len=cfg.pred_len, as_of=as_of),
+        )
         assets = ds.materialize()
         stage_s["read_validate"] = time.perf_counter() - t
 
@@ -139,10 +167,19 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False,
         # invalid assets are skipped inside the actor: a separate filter task could starve when the
         # actors hold every CPU (seen with one actor x all CPUs)
         fc = assets.map_batches(
-            actor_cls, batch_size=c.batch_size, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=c.concurrency), num_cpus=c.num_cpus, num_gpus=c.num_gpus,
-            fn_constructor_kwargs=dict(spec=cfg.model, sampling=cfg.sampling, pred_len=cfg.pred_len,
-                                       quantiles=cfg.output.quantiles, num_threads=max(1, int(c.num_cpus)))
+            actor_cls,
+            batch_size=c.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=c.concurrency),
+            num_cpus=c.num_cpus,
+            num_gpus=c.num_gpus,
+            fn_constructor_kwargs=dict(
+                spec=cfg.model,
+                sampling=cfg.sampling,
+                pred_len=cfg.pred_len,
+                quantiles=cfg.output.quantiles,
+                num_threads=max(1, int(c.num_cpus)),
+            ),
         ).materialize()
         stage_s["forecast"] = time.perf_counter() - t
 
@@ -150,24 +187,47 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False,
         t = time.perf_counter()
         run = lineage(run_id, cfg, created_at, code_version())
         ok = fc.map_batches(lambda b: b.filter(b["error"].is_null()), batch_format="pyarrow")
-        rows = ok.map_batches(forecast_rows, batch_format="pyarrow",
-                              fn_kwargs=dict(as_of=as_of, quantiles=cfg.output.quantiles, run=run))
-        staged = {"forecasts": rows.map_batches(write_staged, batch_format="pyarrow", batch_size=None,
-                                                fn_kwargs=dict(url=cfg.output.url, storage=storage, run_id=run_id,
-                                                               table="forecasts")).take_all()}
+        rows = ok.map_batches(
+            forecast_rows,
+            batch_format="pyarrow",
+            fn_kwargs=dict(as_of=as_of, quantiles=cfg.output.quantiles, run=run),
+        )
+        staged = {
+            "forecasts": rows.map_batches(
+                write_staged,
+                batch_format="pyarrow",
+                batch_size=None,
+                fn_kwargs=dict(url=cfg.output.url, storage=storage, run_id=run_id, table="forecasts"),
+            ).take_all()
+        }
         # one small driver-side pass over each materialized dataset's metadata columns
-        meta = assets.select_columns(["symbol", "n_bars", "is_valid", "reject_reason", "last_timestamp"]).to_pandas()
-        fc_meta = fc.select_columns(["symbol", "n_bars", "error", "flags", "lag_bars", "model_info"]).to_pandas()
+        meta = assets.select_columns(
+            ["symbol", "n_bars", "is_valid", "reject_reason", "last_timestamp"]
+        ).to_pandas()
+        fc_meta = fc.select_columns(
+            ["symbol", "n_bars", "error", "flags", "lag_bars", "model_info"]
+        ).to_pandas()
         rejected = _rejected_table(meta, fc_meta, universe, as_of, run)
-        staged["rejected"] = [write_staged(rejected, cfg.output.url, storage, run_id, "rejected").to_pylist()[0]]
+        staged["rejected"] = [
+            write_staged(rejected, cfg.output.url, storage, run_id, "rejected").to_pylist()[0]
+        ]
         stage_s["postprocess_write"] = time.perf_counter() - t
 
         # 6b. commit every touched partition (manifest and _SUCCESS last)
         t = time.perf_counter()
         _count(summary, staged, meta, fc_meta, rejected, cfg.pred_len)
         manifest = _manifest(cfg, as_of, created_at, run, fc_meta, generations, start, plan, summary)
-        urls = commit_partition(cfg.output.url, storage, run_id, as_of, cfg.model.model, staged, generations,
-                                manifest, cfg.output.lock_timeout_s)
+        urls = commit_partition(
+            cfg.output.url,
+            storage,
+            run_id,
+            as_of,
+            cfg.model.model,
+            staged,
+            generations,
+            manifest,
+            cfg.output.lock_timeout_s,
+        )
         stage_s["commit"] = time.perf_counter() - t
         summary.output_url, summary.rejected_url = urls["forecasts"], urls["rejected"]
         summary.manifest_url = join(urls["forecasts"], "_manifest.json")
@@ -177,13 +237,26 @@ def run_job(config: JobConfig | dict | str | Path, progress: bool = False,
             ray.shutdown()
     summary.wall_s = time.perf_counter() - t0
     summary.series_per_s = summary.assets_forecast / summary.wall_s if summary.wall_s else 0.0
-    log.info("run %s done in %.1fs: %d forecast, %d rejected, %d rows -> %s", run_id, summary.wall_s,
-             summary.assets_forecast, summary.assets_rejected, summary.rows_written, summary.output_url)
+    log.info(
+        "run %s done in %.1fs: %d forecast, %d rejected, %d rows -> %s",
+        run_id,
+        summary.wall_s,
+        summary.assets_forecast,
+        summary.assets_rejected,
+        summary.rows_written,
+        summary.output_url,
+    )
     return summary
 
 
-def _count(summary: RunSummary, staged: dict, meta: pd.DataFrame, fc_meta: pd.DataFrame, rejected: pa.Table,
-           pred_len: int) -> None:
+def _count(
+    summary: RunSummary,
+    staged: dict,
+    meta: pd.DataFrame,
+    fc_meta: pd.DataFrame,
+    rejected: pa.Table,
+    pred_len: int,
+) -> None:
     """Fill the summary's counts from what was staged (and normalise the staged records for the manifest)."""
     for r in staged["forecasts"]:
         r.update(rows=int(r["rows"]), bytes=int(r["bytes"]))
@@ -192,34 +265,61 @@ def _count(summary: RunSummary, staged: dict, meta: pd.DataFrame, fc_meta: pd.Da
     summary.assets_forecast = summary.rows_written // pred_len
     summary.assets_rejected = rejected.num_rows
     reasons = pd.Series(rejected["reject_reason"].to_pylist(), dtype=object)
-    summary.reject_reasons = ({k: int(v) for k, v in reasons.str.split(";").explode().value_counts().items()}
-                              if len(reasons) else {})
+    summary.reject_reasons = (
+        {k: int(v) for k, v in reasons.str.split(";").explode().value_counts().items()}
+        if len(reasons)
+        else {}
+    )
     done = fc_meta[fc_meta["error"].isna()] if len(fc_meta) else fc_meta
     flags = done["flags"].dropna() if len(done) else pd.Series([], dtype=object)
-    summary.forecast_flags = ({k: int(v) for k, v in flags.str.split(";").explode().value_counts().items()}
-                              if len(flags) else {})
+    summary.forecast_flags = (
+        {k: int(v) for k, v in flags.str.split(";").explode().value_counts().items()} if len(flags) else {}
+    )
     summary.assets_lagged = int((done["lag_bars"] > 0).sum()) if len(done) else 0
 
 
-def _manifest(cfg: JobConfig, as_of, created_at: str, run: dict, fc_meta: pd.DataFrame, generations: dict,
-              start: pd.Timestamp, plan: ReadPlan, summary: RunSummary) -> dict:
+def _manifest(
+    cfg: JobConfig,
+    as_of,
+    created_at: str,
+    run: dict,
+    fc_meta: pd.DataFrame,
+    generations: dict,
+    start: pd.Timestamp,
+    plan: ReadPlan,
+    summary: RunSummary,
+) -> dict:
     """The commit point's content: lineage, config, input snapshot and counts."""
     return {
-        "as_of": str(as_of), "created_at": created_at, "lineage": run, "config": cfg.to_json_dict(),
+        "as_of": str(as_of),
+        "created_at": created_at,
+        "lineage": run,
+        "config": cfg.to_json_dict(),
         "model_info": json.loads(fc_meta["model_info"].iloc[0]) if len(fc_meta) else {},
         "previous_run_id": generations,
-        "input": {"url": cfg.input.url, "layout": cfg.input.layout, "window_start": str(start),
-                  "bytes_read": plan.bytes_read, "partitions_total": plan.partitions_total,
-                  "partitions_read": plan.partitions_read,
-                  "files": [{"path": f["path"], "row_groups": list(map(int, f["row_groups"]))} for f in plan.files]},
-        "counts": {"assets_read": summary.assets_read, "assets_forecast": summary.assets_forecast,
-                   "assets_rejected": summary.assets_rejected, "reject_reasons": summary.reject_reasons,
-                   "assets_lagged": summary.assets_lagged, "forecast_flags": summary.forecast_flags},
+        "input": {
+            "url": cfg.input.url,
+            "layout": cfg.input.layout,
+            "window_start": str(start),
+            "bytes_read": plan.bytes_read,
+            "partitions_total": plan.partitions_total,
+            "partitions_read": plan.partitions_read,
+            "files": [{"path": f["path"], "row_groups": list(map(int, f["row_groups"]))} for f in plan.files],
+        },
+        "counts": {
+            "assets_read": summary.assets_read,
+            "assets_forecast": summary.assets_forecast,
+            "assets_rejected": summary.assets_rejected,
+            "reject_reasons": summary.reject_reasons,
+            "assets_lagged": summary.assets_lagged,
+            "forecast_flags": summary.forecast_flags,
+        },
     }
 
 
-def _rejected_table(meta: pd.DataFrame, fc_meta: pd.DataFrame, universe: list[str] | None, as_of,
-                    run: dict) -> pa.Table:
+def _rejected_table(
+    meta: pd.DataFrame, fc_meta: pd.DataFrame, universe: list[str] | None, as_of, run: dict
+) -> pa.Table:
     """Every asset that is not forecast, with its reason: failed validation, failed at the model input,
     or named in the universe but absent from the data (so nothing disappears silently).
 
@@ -227,23 +327,46 @@ def _rejected_table(meta: pd.DataFrame, fc_meta: pd.DataFrame, universe: list[st
     ``fc_meta``: one row per asset sent to the model (symbol, n_bars, error, ...)."""
     cols = ["symbol", "n_bars", "reject_reason", "last_timestamp"]
     if meta.empty:  # nothing read: the dataset may come back without columns
-        meta = pd.DataFrame({"symbol": [], "n_bars": [], "is_valid": pd.Series([], dtype=bool),
-                             "reject_reason": [], "last_timestamp": []})
+        meta = pd.DataFrame(
+            {
+                "symbol": [],
+                "n_bars": [],
+                "is_valid": pd.Series([], dtype=bool),
+                "reject_reason": [],
+                "last_timestamp": [],
+            }
+        )
     if fc_meta.empty:  # no valid asset: the dataset may come back without columns
         fc_meta = pd.DataFrame({"symbol": [], "n_bars": [], "error": []})
-    frames = [meta.loc[~meta["is_valid"], cols],
-              fc_meta.loc[fc_meta["error"].notna(), ["symbol", "n_bars", "error"]]
-              .rename(columns={"error": "reject_reason"}).assign(last_timestamp=pd.NaT)]
+    frames = [
+        meta.loc[~meta["is_valid"], cols],
+        fc_meta.loc[fc_meta["error"].notna(), ["symbol", "n_bars", "error"]]
+        .rename(columns={"error": "reject_reason"})
+        .assign(last_timestamp=pd.NaT),
+    ]
     if universe is not None:
         seen = set(meta["symbol"])
-        frames.append(pd.DataFrame({"symbol": [s for s in universe if s not in seen], "n_bars": 0,
-                                    "reject_reason": "no_data", "last_timestamp": pd.NaT}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": [s for s in universe if s not in seen],
+                    "n_bars": 0,
+                    "reject_reason": "no_data",
+                    "last_timestamp": pd.NaT,
+                }
+            )
+        )
     frames = [f for f in frames if len(f)]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in cols})
     df = df.sort_values("symbol", kind="stable")
-    tbl = pa.table({"symbol": pa.array(df["symbol"].astype(str).tolist(), pa.string()),
-                    "n_bars": pa.array(df["n_bars"].astype("int64").tolist(), pa.int64()),
-                    "reject_reason": pa.array(df["reject_reason"].astype(str).tolist(), pa.string()),
-                    "last_timestamp": pa.array(pd.to_datetime(df["last_timestamp"]).astype("datetime64[ns]"),
-                                               pa.timestamp("ns"))})
+    tbl = pa.table(
+        {
+            "symbol": pa.array(df["symbol"].astype(str).tolist(), pa.string()),
+            "n_bars": pa.array(df["n_bars"].astype("int64").tolist(), pa.int64()),
+            "reject_reason": pa.array(df["reject_reason"].astype(str).tolist(), pa.string()),
+            "last_timestamp": pa.array(
+                pd.to_datetime(df["last_timestamp"]).astype("datetime64[ns]"), pa.timestamp("ns")
+            ),
+        }
+    )
     return rejected_rows(tbl, as_of, run)

@@ -21,9 +21,18 @@ __all__ = ["forecast_rows", "rejected_rows", "lineage"]
 def lineage(run_id: str, cfg, created_at: str, code_version: str) -> dict:
     """Run-level lineage values (model identity comes per row from the actor that ran it)."""
     s = cfg.sampling
-    return {"run_id": run_id, "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
-            "sample_count": s.sample_count, "seed": s.seed, "lookback": cfg.lookback, "pred_len": cfg.pred_len,
-            "code_version": code_version, "created_at": created_at}
+    return {
+        "run_id": run_id,
+        "temperature": s.temperature,
+        "top_k": s.top_k,
+        "top_p": s.top_p,
+        "sample_count": s.sample_count,
+        "seed": s.seed,
+        "lookback": cfg.lookback,
+        "pred_len": cfg.pred_len,
+        "code_version": code_version,
+        "created_at": created_at,
+    }
 
 
 def forecast_rows(batch: pa.Table, as_of, quantiles: list[float], run: dict) -> pa.Table:
@@ -51,7 +60,15 @@ def forecast_rows(batch: pa.Table, as_of, quantiles: list[float], run: dict) -> 
     cols["lag_bars"] = pa.array(np.repeat(np.asarray(batch["lag_bars"].to_pylist(), np.int64), p))
     cols["last_close"] = pa.array(np.repeat(np.asarray(batch["last_close"].to_pylist(), np.float64), p))
     cols["n_bars"] = pa.array(np.repeat(np.asarray(batch["n_bars"].to_pylist(), np.int64), p))
-    for key in ("model", "model_revision", "model_sha256", "tokenizer", "tokenizer_revision", "device", "dtype"):
+    for key in (
+        "model",
+        "model_revision",
+        "model_sha256",
+        "tokenizer",
+        "tokenizer_revision",
+        "device",
+        "dtype",
+    ):
         cols[key] = pa.array(np.repeat(np.asarray([i.get(key) for i in infos], dtype=object), p), pa.string())
     cols["random_weights"] = pa.array(np.repeat([bool(i.get("random_weights")) for i in infos], p))
     for key, value in run.items():
@@ -62,13 +79,17 @@ def forecast_rows(batch: pa.Table, as_of, quantiles: list[float], run: dict) -> 
 def rejected_rows(batch: pa.Table, as_of, run: dict, reason_col: str = "reject_reason") -> pa.Table:
     """Rejected assets -> ``symbol, as_of, reject_reason, n_bars, last_timestamp, run_id, created_at``."""
     n = batch.num_rows
-    last = batch["last_timestamp"] if "last_timestamp" in batch.column_names else pa.nulls(n, pa.timestamp("ns"))
-    return pa.table({
-        "symbol": batch["symbol"],
-        "as_of": pa.array(np.full(n, np.datetime64(as_of, "ns")), pa.timestamp("ns")),
-        "reject_reason": batch[reason_col].cast(pa.string()),
-        "n_bars": batch["n_bars"],
-        "last_timestamp": last.cast(pa.timestamp("ns")),
-        "run_id": pa.array([run["run_id"]] * n, pa.string()),
-        "created_at": pa.array([run["created_at"]] * n, pa.string()),
-    })
+    last = (
+        batch["last_timestamp"] if "last_timestamp" in batch.column_names else pa.nulls(n, pa.timestamp("ns"))
+    )
+    return pa.table(
+        {
+            "symbol": batch["symbol"],
+            "as_of": pa.array(np.full(n, np.datetime64(as_of, "ns")), pa.timestamp("ns")),
+            "reject_reason": batch[reason_col].cast(pa.string()),
+            "n_bars": batch["n_bars"],
+            "last_timestamp": last.cast(pa.timestamp("ns")),
+            "run_id": pa.array([run["run_id"]] * n, pa.string()),
+            "created_at": pa.array([run["created_at"]] * n, pa.string()),
+        }
+    )

@@ -27,8 +27,16 @@ from kronos_core.rules import fill_values, in_range_mask
 from .config import StorageConfig
 from .storage import filesystem, strip_protocol, with_retries
 
-__all__ = ["ReadPlan", "list_partitions", "plan_read", "read_files", "read_bars", "window_group", "BAR_COLUMNS",
-           "ASSET_SCHEMA"]
+__all__ = [
+    "ReadPlan",
+    "list_partitions",
+    "plan_read",
+    "read_files",
+    "read_bars",
+    "window_group",
+    "BAR_COLUMNS",
+    "ASSET_SCHEMA",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +46,25 @@ BAR_COLUMNS = ["symbol", "timestamp", *PRICE_COLUMNS, "volume", "amount"]
 # one row per asset after windowing; ``values`` is the (L, 6) window flattened row-major; ``read_issues``
 # holds rule codes found while reading (';'-joined): rows whose timestamp is out of range or missing, an
 # amount without a volume. Stage 2 turns them into reject reasons.
-ASSET_SCHEMA = pa.schema([
-    ("symbol", pa.string()), ("n_bars", pa.int64()), ("timestamps", pa.list_(pa.int64())),
-    ("values", pa.list_(pa.float64())), ("has_volume", pa.bool_()), ("read_issues", pa.string()),
-])
-_READ_SCHEMA = pa.schema([("symbol", pa.string()), ("timestamp", pa.timestamp("ns")),
-                          *[(c, pa.float64()) for c in [*PRICE_COLUMNS, "volume", "amount"]],
-                          ("_ord", pa.int64()), ("_issue", pa.string())])
+ASSET_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("n_bars", pa.int64()),
+        ("timestamps", pa.list_(pa.int64())),
+        ("values", pa.list_(pa.float64())),
+        ("has_volume", pa.bool_()),
+        ("read_issues", pa.string()),
+    ]
+)
+_READ_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("timestamp", pa.timestamp("ns")),
+        *[(c, pa.float64()) for c in [*PRICE_COLUMNS, "volume", "amount"]],
+        ("_ord", pa.int64()),
+        ("_issue", pa.string()),
+    ]
+)
 
 
 @dataclass
@@ -65,8 +85,9 @@ def _partition_value(name: str, key: str) -> str | None:
     return base.split("=", 1)[1] if base.startswith(f"{key}=") else None
 
 
-def _row_groups(pf: pq.ParquetFile, columns: list[str], start: pd.Timestamp, end: pd.Timestamp,
-                universe: list[str] | None) -> tuple[list[int], int]:
+def _row_groups(
+    pf: pq.ParquetFile, columns: list[str], start: pd.Timestamp, end: pd.Timestamp, universe: list[str] | None
+) -> tuple[list[int], int]:
     """Row groups whose statistics overlap the window (and universe), and their compressed bytes."""
     md = pf.metadata
     names = [md.schema.column(i).name for i in range(md.num_columns)]
@@ -80,8 +101,12 @@ def _row_groups(pf: pq.ParquetFile, columns: list[str], start: pd.Timestamp, end
     for g in range(md.num_row_groups):
         rg = md.row_group(g)
         st = rg.column(ts_i).statistics
-        if (st is not None and st.has_min_max and not st.null_count
-                and (np.datetime64(st.max, "us") < lo or np.datetime64(st.min, "us") > hi)):
+        if (
+            st is not None
+            and st.has_min_max
+            and not st.null_count
+            and (np.datetime64(st.max, "us") < lo or np.datetime64(st.min, "us") > hi)
+        ):
             continue
         if universe is not None and sym_i is not None:
             ss = rg.column(sym_i).statistics
@@ -105,7 +130,9 @@ def list_partitions(url: str, layout: str, storage: StorageConfig) -> dict[str, 
     if layout == "date":
         bad = sorted(v for v in found if not _is_iso_date(v))
         if bad:
-            log.warning("ignoring %d partitions under %s that are not date=YYYY-MM-DD (%s)", len(bad), url, bad[:3])
+            log.warning(
+                "ignoring %d partitions under %s that are not date=YYYY-MM-DD (%s)", len(bad), url, bad[:3]
+            )
             found = {v: p for v, p in found.items() if v not in bad}
     return dict(sorted(found.items()))
 
@@ -117,8 +144,15 @@ def _is_iso_date(value: str) -> bool:
         return False
 
 
-def plan_read(url: str, layout: str, storage: StorageConfig, start: pd.Timestamp, end: pd.Timestamp,
-              universe: list[str] | None, threads: int = 8) -> ReadPlan:
+def plan_read(
+    url: str,
+    layout: str,
+    storage: StorageConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    universe: list[str] | None,
+    threads: int = 8,
+) -> ReadPlan:
     """List partitions, prune them, read footers, pick row groups. Runs in the driver (metadata only)."""
     fs = filesystem(url, storage)
     r = storage.retries
@@ -146,6 +180,7 @@ def plan_read(url: str, layout: str, storage: StorageConfig, start: pd.Timestamp
                 pf = pq.ParquetFile(f)
                 rgs, nbytes = _row_groups(pf, BAR_COLUMNS, start, end, universe)
                 return rgs, nbytes + pf.metadata.serialized_size + 8
+
         return with_retries(go, f"read footer {path}", r)
 
     with ThreadPoolExecutor(threads) as ex:
@@ -155,8 +190,15 @@ def plan_read(url: str, layout: str, storage: StorageConfig, start: pd.Timestamp
         if rgs:
             plan.files.append({"path": path, "rank": rank, "row_groups": rgs})
             plan.bytes_read += nbytes
-    log.info("read plan: %d/%d partitions, %d files, %s bytes, window %s..%s", plan.partitions_read,
-             plan.partitions_total, plan.n_files, f"{plan.bytes_read:,}", start, end)
+    log.info(
+        "read plan: %d/%d partitions, %d files, %s bytes, window %s..%s",
+        plan.partitions_read,
+        plan.partitions_total,
+        plan.n_files,
+        f"{plan.bytes_read:,}",
+        start,
+        end,
+    )
     return plan
 
 
@@ -175,30 +217,41 @@ def _row_issues(ts: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return out, issue.astype(object)
 
 
-def read_files(batch: dict, url: str, storage: StorageConfig, start: pd.Timestamp, end: pd.Timestamp,
-               universe: list[str] | None) -> pa.Table:
+def read_files(
+    batch: dict,
+    url: str,
+    storage: StorageConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    universe: list[str] | None,
+) -> pa.Table:
     """Read the planned row groups of a batch of files (columns ``path, rank, row_groups``), keep the rows
     in [start, end] and the universe, and tag each row with ``_ord`` = (file rank, row) delivery order.
 
     Rows that cannot be placed are kept for quarantine, never dropped silently: a row without a symbol
     (whatever the universe: it belongs to no asset, so it becomes the asset ``""``, rejected ``empty_symbol``)
-    and a row of a wanted symbol whose timestamp is missing or outside the representable range (``_issue``)."""
+    and a row of a wanted symbol whose timestamp is missing or outside the representable range
+    (``_issue``)."""
     fs = filesystem(url, storage)
     lo, hi = np.datetime64(start, "ns"), np.datetime64(end, "ns")
     wanted = pa.array(universe, pa.string()) if universe is not None else None
     out = []
     for path, rank, rgs in zip(batch["path"], batch["rank"], batch["row_groups"], strict=True):
+
         def go(path=path, rgs=rgs):
             with fs.open(path, "rb") as f:
                 pf = pq.ParquetFile(f)
                 cols = [c for c in BAR_COLUMNS if c in pf.schema_arrow.names]
                 return pf.read_row_groups([int(g) for g in rgs], columns=cols)
+
         t = with_retries(go, f"read {path}", storage.retries)
         symbol = pc.fill_null(t["symbol"].cast(pa.string()), "")
         ts, issue = _row_issues(t["timestamp"])
         in_window = ~np.isnat(ts) & (ts >= lo) & (ts <= hi)
         no_symbol = pc.equal(symbol, "").to_numpy(zero_copy_only=False)
-        member = pc.is_in(symbol, value_set=wanted).to_numpy(zero_copy_only=False) if wanted is not None else True
+        member = (
+            pc.is_in(symbol, value_set=wanted).to_numpy(zero_copy_only=False) if wanted is not None else True
+        )
         keep = ((in_window | (issue != "")) & member) | (in_window & no_symbol)
         cols = {"symbol": symbol, "timestamp": pa.array(ts, pa.timestamp("ns"))}
         for c in [*PRICE_COLUMNS, "volume", "amount"]:
@@ -224,8 +277,9 @@ def window_group(t: pa.Table, lookback: int) -> pa.Table:
     issues = sorted(set(t["_issue"].filter(pa.array(flagged)).to_pylist())) if flagged.any() else []
     good = t.filter(pa.array(~flagged)) if flagged.any() else t
     order = np.argsort(good["_ord"].to_numpy(), kind="stable")[-lookback:]
-    prices = np.column_stack([good[c].to_numpy(zero_copy_only=False).astype(np.float64)[order]
-                              for c in PRICE_COLUMNS]).reshape(-1, 4)
+    prices = np.column_stack(
+        [good[c].to_numpy(zero_copy_only=False).astype(np.float64)[order] for c in PRICE_COLUMNS]
+    ).reshape(-1, 4)
     has_volume = good.num_rows > 0 and good["volume"].null_count < good.num_rows
     has_amount = good.num_rows > 0 and good["amount"].null_count < good.num_rows
     vol = good["volume"].to_numpy(zero_copy_only=False).astype(np.float64)[order] if has_volume else None
@@ -233,15 +287,28 @@ def window_group(t: pa.Table, lookback: int) -> pa.Table:
     vals, fill_issues = fill_values(prices, vol, amt)
     issues += [i.code for i in fill_issues]
     ts = good["timestamp"].cast(pa.int64()).to_numpy()[order]
-    return pa.table({
-        "symbol": pa.array([t["symbol"][0].as_py()], pa.string()), "n_bars": pa.array([len(order)], pa.int64()),
-        "timestamps": _list(ts, pa.int64()), "values": _list(vals.reshape(-1), pa.float64()),
-        "has_volume": pa.array([bool(has_volume)]), "read_issues": pa.array([";".join(issues) or None], pa.string()),
-    }, schema=ASSET_SCHEMA)
+    return pa.table(
+        {
+            "symbol": pa.array([t["symbol"][0].as_py()], pa.string()),
+            "n_bars": pa.array([len(order)], pa.int64()),
+            "timestamps": _list(ts, pa.int64()),
+            "values": _list(vals.reshape(-1), pa.float64()),
+            "has_volume": pa.array([bool(has_volume)]),
+            "read_issues": pa.array([";".join(issues) or None], pa.string()),
+        },
+        schema=ASSET_SCHEMA,
+    )
 
 
-def read_bars(url: str, layout: str, storage: StorageConfig, start: pd.Timestamp, end: pd.Timestamp,
-              universe: list[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+def read_bars(
+    url: str,
+    layout: str,
+    storage: StorageConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    universe: list[str] | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
     """Bars in [start, end] as one DataFrame (driver-side, no Ray): the job's read plan and reader, so a
     caller beside the job (the flows' scoring and freshness checks) reads exactly what the job would. Rows
     without a usable timestamp or symbol are left out here (the job quarantines them)."""

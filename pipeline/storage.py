@@ -17,8 +17,16 @@ import fsspec
 
 from .config import StorageConfig
 
-__all__ = ["filesystem", "strip_protocol", "join", "with_retries", "create_exclusive", "StorageError",
-           "is_transient", "s3_error"]
+__all__ = [
+    "filesystem",
+    "strip_protocol",
+    "join",
+    "with_retries",
+    "create_exclusive",
+    "StorageError",
+    "is_transient",
+    "s3_error",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,9 +54,14 @@ def filesystem(url: str, storage: StorageConfig | None = None) -> fsspec.Abstrac
     if region:
         client_kwargs["region_name"] = region
     # skip_instance_cache: each call gets a fresh client, so a forked Ray worker never reuses a dead loop
-    return s3fs.S3FileSystem(key=storage.key, secret=storage.secret, anon=storage.anon,
-                             client_kwargs=client_kwargs, skip_instance_cache=True,
-                             config_kwargs={"retries": {"max_attempts": 2, "mode": "standard"}})
+    return s3fs.S3FileSystem(
+        key=storage.key,
+        secret=storage.secret,
+        anon=storage.anon,
+        client_kwargs=client_kwargs,
+        skip_instance_cache=True,
+        config_kwargs={"retries": {"max_attempts": 2, "mode": "standard"}},
+    )
 
 
 def strip_protocol(url: str) -> str:
@@ -67,15 +80,43 @@ def join(*parts: str) -> str:
     return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)
 
 
-_PERMANENT = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
-              ValueError, TypeError, KeyError)
+_PERMANENT = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    ValueError,
+    TypeError,
+    KeyError,
+)
 # S3 error codes (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html) worth a retry
-_TRANSIENT_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
-                              "RequestTimeoutException", "InternalError", "ServiceUnavailable",
-                              "RequestLimitExceeded", "TooManyRequestsException", "OperationAborted"})
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "OperationAborted",
+    }
+)
 _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
-_TRANSIENT_ERRNO = frozenset({errno.EAGAIN, errno.ECONNRESET, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.EBUSY,
-                              errno.EPIPE, getattr(errno, "EREMOTEIO", errno.EIO)})
+_TRANSIENT_ERRNO = frozenset(
+    {
+        errno.EAGAIN,
+        errno.ECONNRESET,
+        errno.ETIMEDOUT,
+        errno.ECONNREFUSED,
+        errno.EBUSY,
+        errno.EPIPE,
+        getattr(errno, "EREMOTEIO", errno.EIO),
+    }
+)
 
 
 def _chain(exc: BaseException):
@@ -133,7 +174,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def with_retries(fn: Callable[[], T], what: str, retries: int = 4, backoff_s: float = 0.2) -> T:
-    """Call ``fn``; retry transient errors with exponential backoff; raise ``StorageError`` when it gives up."""
+    """Call ``fn``; retry transient errors with exponential backoff; ``StorageError`` when it gives up."""
     for attempt in range(retries + 1):
         try:
             return fn()
@@ -141,10 +182,19 @@ def with_retries(fn: Callable[[], T], what: str, retries: int = 4, backoff_s: fl
             if not is_transient(e):
                 raise StorageError(f"{what}: {type(e).__name__}: {e}") from e
             if attempt == retries:
-                raise StorageError(f"{what}: still failing after {retries} retries: {type(e).__name__}: {e}") from e
+                raise StorageError(
+                    f"{what}: still failing after {retries} retries: {type(e).__name__}: {e}"
+                ) from e
             delay = backoff_s * 2**attempt
-            log.warning("%s: transient %s (%s); retry %d/%d in %.2fs", what, type(e).__name__, e, attempt + 1,
-                        retries, delay)
+            log.warning(
+                "%s: transient %s (%s); retry %d/%d in %.2fs",
+                what,
+                type(e).__name__,
+                e,
+                attempt + 1,
+                retries,
+                delay,
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")
 

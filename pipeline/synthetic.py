@@ -28,15 +28,31 @@ log = logging.getLogger(__name__)
 
 # kind -> the reject reason the validate stage must give
 BROKEN_KINDS = {
-    "nan": "non_finite", "zero_price": "non_positive_price", "high_low": "high_below_open_close",
-    "low_high": "low_above_open_close", "neg_volume": "negative_volume", "duplicate": "duplicate_timestamps",
-    "unsorted": "unsorted_timestamps", "stale": "stale", "short": "too_short", "gaps": "gaps", "jump": "price_jump",
+    "nan": "non_finite",
+    "zero_price": "non_positive_price",
+    "high_low": "high_below_open_close",
+    "low_high": "low_above_open_close",
+    "neg_volume": "negative_volume",
+    "duplicate": "duplicate_timestamps",
+    "unsorted": "unsorted_timestamps",
+    "stale": "stale",
+    "short": "too_short",
+    "gaps": "gaps",
+    "jump": "price_jump",
 }
 
-BARS_SCHEMA = pa.schema([
-    ("symbol", pa.string()), ("timestamp", pa.timestamp("ns")), ("open", pa.float64()), ("high", pa.float64()),
-    ("low", pa.float64()), ("close", pa.float64()), ("volume", pa.float64()), ("amount", pa.float64()),
-])
+BARS_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("timestamp", pa.timestamp("ns")),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("volume", pa.float64()),
+        ("amount", pa.float64()),
+    ]
+)
 
 
 @dataclass
@@ -45,7 +61,9 @@ class SyntheticMarket:
     layout: str
     symbols: list[str]
     broken: dict[str, str] = field(default_factory=dict)  # symbol -> expected reject reason
-    lagged: list[str] = field(default_factory=list)  # healthy symbols whose last bar is one bar before the end
+    lagged: list[str] = field(
+        default_factory=list
+    )  # healthy symbols whose last bar is one bar before the end
     rows: int = 0
     files: int = 0
     first: pd.Timestamp | None = None
@@ -94,10 +112,20 @@ def _one_symbol(sym: str, grid: np.ndarray, n: int, seed: int, kind: str | None,
     return df
 
 
-def write_synthetic_market(url: str, n_symbols: int = 100, n_bars: int = 300, min_bars: int | None = None,
-                           end: str | pd.Timestamp = "2024-06-28", calendar: MarketCalendar | None = None,
-                           layout: str = "date", broken: bool = True, seed: int = 0, lagged: int = 0,
-                           storage: StorageConfig | None = None, row_group_size: int = 4096) -> SyntheticMarket:
+def write_synthetic_market(
+    url: str,
+    n_symbols: int = 100,
+    n_bars: int = 300,
+    min_bars: int | None = None,
+    end: str | pd.Timestamp = "2024-06-28",
+    calendar: MarketCalendar | None = None,
+    layout: str = "date",
+    broken: bool = True,
+    seed: int = 0,
+    lagged: int = 0,
+    storage: StorageConfig | None = None,
+    row_group_size: int = 4096,
+) -> SyntheticMarket:
     """Write ``n_symbols`` ragged series (``min_bars``..``n_bars`` bars, ending at ``end``) under ``url``.
 
     Layouts: ``date`` -> ``<url>/date=YYYY-MM-DD/part-0.parquet`` (all symbols of one session, sorted by
@@ -147,12 +175,23 @@ def write_synthetic_market(url: str, n_symbols: int = 100, n_bars: int = 300, mi
     files = 0
     for part, g in df.assign(_key=key.to_numpy()).groupby("_key", sort=True):
         g = g.sort_values(sort, kind="stable")
-        table = pa.Table.from_pandas(g[[c for c in BARS_SCHEMA.names]], schema=BARS_SCHEMA, preserve_index=False)
+        table = pa.Table.from_pandas(
+            g[[c for c in BARS_SCHEMA.names]], schema=BARS_SCHEMA, preserve_index=False
+        )
         buf = io.BytesIO()
         pq.write_table(table, buf, row_group_size=row_group_size, compression="zstd")
         path = join(root, f"{layout}={part}", "part-0.parquet")
         with_retries(lambda p=path, b=buf.getvalue(): fs.pipe_file(p, b), f"write {path}", retries)
         files += 1
     log.info("synthetic market: %d symbols, %d rows, %d files at %s", n_symbols, len(df), files, url)
-    return SyntheticMarket(url=url, layout=layout, symbols=symbols, broken=broken_map, lagged=lagged_syms,
-                           rows=len(df), files=files, first=pd.Timestamp(grid[0]), last=pd.Timestamp(grid[-1]))
+    return SyntheticMarket(
+        url=url,
+        layout=layout,
+        symbols=symbols,
+        broken=broken_map,
+        lagged=lagged_syms,
+        rows=len(df),
+        files=files,
+        first=pd.Timestamp(grid[0]),
+        last=pd.Timestamp(grid[-1]),
+    )

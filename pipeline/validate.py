@@ -35,8 +35,16 @@ REASONS: dict[str, str] = {
 }
 
 
-def check_asset(symbol: str, ts: np.ndarray, values: np.ndarray, read_issues: list[str], as_of: np.datetime64,
-                grid: np.ndarray, cal: MarketCalendar, cfg: ValidationConfig) -> list[str]:
+def check_asset(
+    symbol: str,
+    ts: np.ndarray,
+    values: np.ndarray,
+    read_issues: list[str],
+    as_of: np.datetime64,
+    grid: np.ndarray,
+    cal: MarketCalendar,
+    cfg: ValidationConfig,
+) -> list[str]:
     """Reject reasons for one asset (empty = valid), in ``REASONS`` order.
 
     Args:
@@ -61,25 +69,34 @@ def check_asset(symbol: str, ts: np.ndarray, values: np.ndarray, read_issues: li
     return [code for code in REASONS if code in found] + sorted(found - set(REASONS))
 
 
-def validate_batch(batch: pa.Table, as_of, grid: np.ndarray, cal: MarketCalendar,
-                   cfg: ValidationConfig) -> pa.Table:
+def validate_batch(
+    batch: pa.Table, as_of, grid: np.ndarray, cal: MarketCalendar, cfg: ValidationConfig
+) -> pa.Table:
     """Asset rows (``read.ASSET_SCHEMA``) -> the same rows plus ``is_valid``, ``reject_reason``,
     ``last_timestamp``."""
     as_of = np.datetime64(as_of, "ns")
     valid, why, last = [], [], []
-    cols = zip(batch["symbol"].to_pylist(), batch["timestamps"].to_pylist(), batch["values"].to_pylist(),
-               batch["read_issues"].to_pylist(), strict=True)
+    cols = zip(
+        batch["symbol"].to_pylist(),
+        batch["timestamps"].to_pylist(),
+        batch["values"].to_pylist(),
+        batch["read_issues"].to_pylist(),
+        strict=True,
+    )
     for symbol, ts_list, flat, read_issues in cols:
         ts = np.asarray(ts_list, dtype=np.int64).astype("datetime64[ns]")
         vals = np.asarray(flat, dtype=np.float64).reshape(-1, 6)
         try:
-            reasons = check_asset(symbol, ts, vals, (read_issues or "").split(";") if read_issues else [], as_of,
-                                  grid, cal, cfg)
+            reasons = check_asset(
+                symbol, ts, vals, (read_issues or "").split(";") if read_issues else [], as_of, grid, cal, cfg
+            )
         except Exception as e:  # noqa: BLE001 - a bad asset never fails the job
             reasons = [f"validate_error: {type(e).__name__}: {e}"]
         valid.append(not reasons)
         why.append(";".join(reasons) if reasons else None)
         last.append(ts.max() if len(ts) else None)
-    return (batch.append_column("is_valid", pa.array(valid, pa.bool_()))
-            .append_column("reject_reason", pa.array(why, pa.string()))
-            .append_column("last_timestamp", pa.array(last, pa.timestamp("ns"))))
+    return (
+        batch.append_column("is_valid", pa.array(valid, pa.bool_()))
+        .append_column("reject_reason", pa.array(why, pa.string()))
+        .append_column("last_timestamp", pa.array(last, pa.timestamp("ns")))
+    )

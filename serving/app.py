@@ -9,7 +9,8 @@
                      JobResult / JobError ──▶ Ingress builds the JSON response
 
 Every error response has one shape, ``{"message": ..., "detail": [{"loc", "msg", "type"}, ...]}``
-(``schemas.ErrorBody``). ``build_app(args)`` is the application builder named in ``serving/serve_config.yaml``.
+(``schemas.ErrorBody``). ``build_app(args)`` is the application builder named in
+``serving/serve_config.yaml``.
 """
 
 # no `from __future__ import annotations` here: FastAPI must see real types on the ingress methods
@@ -69,15 +70,20 @@ class Forecaster:
             return await self._load_predictor(model_id)
 
         # wired here, not as a decorator, so the LRU size comes from the config (Serve supports this)
-        self.get_predictor = serve.multiplexed(max_num_models_per_replica=self.config.max_models_per_replica)(load)
+        self.get_predictor = serve.multiplexed(max_num_models_per_replica=self.config.max_models_per_replica)(
+            load
+        )
 
     def reconfigure(self, user_config: dict) -> None:
         """Serve calls this on deploy and on every ``user_config`` change, without a restart."""
         self._batch = BatchConfig(**(user_config or {}))
         self._run_batch.set_max_batch_size(self._batch.max_batch_size)
         self._run_batch.set_batch_wait_timeout_s(self._batch.batch_wait_timeout_s)
-        log.info("batching: max_batch_size=%d batch_wait_timeout_s=%.4f", self._batch.max_batch_size,
-                 self._batch.batch_wait_timeout_s)
+        log.info(
+            "batching: max_batch_size=%d batch_wait_timeout_s=%.4f",
+            self._batch.max_batch_size,
+            self._batch.batch_wait_timeout_s,
+        )
 
     async def _load_predictor(self, model_id: str) -> KronosPredictor:
         spec = self.config.models[model_id]  # the ingress only sends known ids
@@ -113,13 +119,16 @@ class Forecaster:
             pred = await self.get_predictor(model_id)
         except Exception as e:
             log.exception("loading model %r failed", model_id)
-            return [JobError(500, f"model {model_id!r} could not be loaded: {type(e).__name__}: {e}")] * len(jobs)
+            return [JobError(500, f"model {model_id!r} could not be loaded: {type(e).__name__}: {e}")] * len(
+                jobs
+            )
         self._stats["forecast_calls"] += 1
         try:
             if call_work(jobs) < self.config.thread_min_work:  # see ServingConfig.thread_min_work
                 return run_call(pred, jobs, pred.serve_identity)
             return await asyncio.get_running_loop().run_in_executor(
-                self._pool, run_call, pred, jobs, pred.serve_identity)
+                self._pool, run_call, pred, jobs, pred.serve_identity
+            )
         except (ValueError, TypeError) as e:  # input the ingress let through but the model rejects
             return [JobError(422, str(e))] * len(jobs)
         except Exception as e:
@@ -134,20 +143,25 @@ fastapi_app = FastAPI(
     title="Kronos forecast service",
     version="0.2.0",
     description="On-demand OHLCV forecasts with Kronos foundation models: several models behind one endpoint "
-                "(Ray Serve multiplexing), cross-request dynamic batching. Same seed and symbol give the same "
-                "numbers as `KronosPredictor.forecast`. Every error has the body `{message, detail}`.",
+    "(Ray Serve multiplexing), cross-request dynamic batching. Same seed and symbol give the same "
+    "numbers as `KronosPredictor.forecast`. Every error has the body `{message, detail}`.",
 )
-_ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in (
-    (413, "request body over limits.max_body_mb; send fewer series or rows per request"),
-    (415, "the body is not JSON; send it with content-type application/json"),
-    (422, "invalid request: `detail` names each field, `message` says what to fix"),
-    (500, "the model failed; `message` says how"),
-)}
+_ERRORS = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (413, "request body over limits.max_body_mb; send fewer series or rows per request"),
+        (415, "the body is not JSON; send it with content-type application/json"),
+        (422, "invalid request: `detail` names each field, `message` says what to fix"),
+        (500, "the model failed; `message` says how"),
+    )
+}
 
 
 def error(status: int, message: str, detail: list | None = None, headers: dict | None = None) -> JSONResponse:
     """The one error body (``schemas.ErrorBody``)."""
-    return JSONResponse(status_code=status, content={"message": message, "detail": detail or []}, headers=headers)
+    return JSONResponse(
+        status_code=status, content={"message": message, "detail": detail or []}, headers=headers
+    )
 
 
 def _clean(errors) -> list[dict]:
@@ -183,13 +197,19 @@ async def _gate(request: Request, call_next):
     if request.method in ("POST", "PUT", "PATCH"):
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind not in _JSON_TYPES and not kind.endswith("+json"):
-            return error(415, f"content-type {kind or '(none)'!r} is not supported; send the request body as "
-                              "JSON with content-type application/json")
+            return error(
+                415,
+                f"content-type {kind or '(none)'!r} is not supported; send the request body as "
+                "JSON with content-type application/json",
+            )
         limit = getattr(request.app.state, "max_body_bytes", None)
         size = request.headers.get("content-length")
         if limit and size is not None and size.isdigit() and int(size) > limit:
-            return error(413, f"request body of {int(size)} bytes is over the {limit / 2**20:g} MiB limit "
-                              "(limits.max_body_mb); send fewer series or rows per request")
+            return error(
+                413,
+                f"request body of {int(size)} bytes is over the {limit / 2**20:g} MiB limit "
+                "(limits.max_body_mb); send fewer series or rows per request",
+            )
     return await call_next(request)
 
 
@@ -204,8 +224,13 @@ class Ingress:
 
     def _model_info(self, model_id: str, identity: dict | None = None) -> dict:
         spec = self.config.models[model_id]
-        return {"id": model_id, "model": spec.model, "tokenizer": spec.tokenizer, "description": spec.description,
-                "identity": identity}
+        return {
+            "id": model_id,
+            "model": spec.model,
+            "tokenizer": spec.tokenizer,
+            "description": spec.description,
+            "identity": identity,
+        }
 
     @fastapi_app.post("/v1/forecast", response_model=ForecastResponse, responses=_ERRORS)
     async def forecast(self, req: ForecastRequest, request: Request):
@@ -214,13 +239,21 @@ class Ingress:
         model_id = req.model or request.headers.get("serve_multiplexed_model_id") or self.config.default_model
         try:
             if model_id not in self.config.models:
-                raise RequestError(("body", "model"), f"unknown model {model_id!r}; "
-                                   f"choose one of {sorted(self.config.models)} (GET /v1/models)")
+                raise RequestError(
+                    ("body", "model"),
+                    f"unknown model {model_id!r}; "
+                    f"choose one of {sorted(self.config.models)} (GET /v1/models)",
+                )
             series = request_to_series(req, self.limits)
         except RequestError as e:
             raise RequestValidationError([e.detail()]) from None
-        job = Job(model_id=model_id, series=tuple(series), pred_len=req.pred_len, sampling=req.sampling,
-                  quantiles=tuple(sorted(req.quantiles)))
+        job = Job(
+            model_id=model_id,
+            series=tuple(series),
+            pred_len=req.pred_len,
+            sampling=req.sampling,
+            quantiles=tuple(sorted(req.quantiles)),
+        )
         try:
             res = await self.forecaster.options(multiplexed_model_id=model_id).forecast.remote(job)
         except Exception as e:  # replica died, timeout, ...: a clear 500, never a hang
@@ -233,19 +266,34 @@ class Ingress:
         if not (np.isfinite(res.mean).all() and np.isfinite(res.close_quantiles).all()):
             return error(500, "the model produced non-finite values; check the input's magnitudes and scale")
         body = {
-            "model": self._model_info(model_id, res.identity), "pred_len": req.pred_len,
-            "sampling": jsonable_encoder(req.sampling), "quantile_levels": list(res.quantile_levels),
-            "forecasts": [series_forecast(res.symbols[i], res.future_timestamps[i], res.mean[i], res.quantile_levels,
-                                          res.close_quantiles[i], res.p_up[i], res.p_flat[i], res.flags[i],
-                                          res.last_close[i])
-                          for i in range(len(res.symbols))],
+            "model": self._model_info(model_id, res.identity),
+            "pred_len": req.pred_len,
+            "sampling": jsonable_encoder(req.sampling),
+            "quantile_levels": list(res.quantile_levels),
+            "forecasts": [
+                series_forecast(
+                    res.symbols[i],
+                    res.future_timestamps[i],
+                    res.mean[i],
+                    res.quantile_levels,
+                    res.close_quantiles[i],
+                    res.p_up[i],
+                    res.p_flat[i],
+                    res.flags[i],
+                    res.last_close[i],
+                )
+                for i in range(len(res.symbols))
+            ],
         }
         return JSONResponse(content=body, headers={"x-kronos-batch-requests": str(res.batch_requests)})
 
     @fastapi_app.get("/v1/models", response_model=ModelsResponse)
     async def models(self) -> dict:
         """The model ids a request can choose (`model` field or `serve_multiplexed_model_id` header)."""
-        return {"default": self.config.default_model, "models": [self._model_info(m) for m in self.config.models]}
+        return {
+            "default": self.config.default_model,
+            "models": [self._model_info(m) for m in self.config.models],
+        }
 
     @fastapi_app.get("/healthz", response_model=HealthResponse)
     async def healthz(self) -> dict:

@@ -90,21 +90,34 @@ def call_work(jobs: Sequence[Job]) -> int:
     return sum(j.sampling.sample_count * j.pred_len * (s.length + j.pred_len) for j in jobs for s in j.series)
 
 
-def run_call(predictor: KronosPredictor, jobs: Sequence[Job], identity: dict | None = None) -> list[JobResult]:
+def run_call(
+    predictor: KronosPredictor, jobs: Sequence[Job], identity: dict | None = None
+) -> list[JobResult]:
     """One ``forecast`` over the series of ``jobs`` (same group key, disjoint symbols), sliced per job."""
     first = jobs[0]
     assert all(j.group_key == first.group_key for j in jobs), "run_call needs jobs with one group key"
     series = [s for j in jobs for s in j.series]
     seeds = [j.sampling.seed for j in jobs for _ in j.series]
-    res = predictor.forecast(series, pred_len=first.pred_len, sampling=first.sampling, quantiles=first.quantiles,
-                             seeds=seeds)
+    res = predictor.forecast(
+        series, pred_len=first.pred_len, sampling=first.sampling, quantiles=first.quantiles, seeds=seeds
+    )
     out, a = [], 0
     for j in jobs:
         b = a + len(j.series)
-        out.append(JobResult(symbols=res.symbols[a:b], future_timestamps=res.future_timestamps[a:b],
-                             mean=res.mean[a:b], quantile_levels=res.quantile_levels,
-                             close_quantiles=res.quantiles[a:b, :, :, _CLOSE], p_up=res.p_up[a:b],
-                             p_flat=res.p_flat[a:b], flags=res.flags[a:b], last_close=res.last_close[a:b],
-                             identity=dict(identity or {}), batch_requests=len(jobs)))
+        out.append(
+            JobResult(
+                symbols=res.symbols[a:b],
+                future_timestamps=res.future_timestamps[a:b],
+                mean=res.mean[a:b],
+                quantile_levels=res.quantile_levels,
+                close_quantiles=res.quantiles[a:b, :, :, _CLOSE],
+                p_up=res.p_up[a:b],
+                p_flat=res.p_flat[a:b],
+                flags=res.flags[a:b],
+                last_close=res.last_close[a:b],
+                identity=dict(identity or {}),
+                batch_requests=len(jobs),
+            )
+        )
         a = b
     return out

@@ -25,16 +25,19 @@ def _calendar(name: str):
     try:
         return xcals.get_calendar(name)
     except Exception as e:  # InvalidCalendarName and friends
-        raise ValueError(f"unknown exchange calendar {name!r} (exchange_calendars names such as 'XNYS', "
-                         f"'XLON', 'XSHG'): {e}") from None
+        raise ValueError(
+            f"unknown exchange calendar {name!r} (exchange_calendars names such as 'XNYS', "
+            f"'XLON', 'XSHG'): {e}"
+        ) from None
 
 
 def _offset(frequency: str) -> pd.DateOffset:
     try:
         return pd.tseries.frequencies.to_offset(frequency)
     except (ValueError, TypeError):
-        raise ValueError(f"unknown frequency {frequency!r}; use a pandas alias such as '1min', '5min', '1h', "
-                         "'1D' or 'B'") from None
+        raise ValueError(
+            f"unknown frequency {frequency!r}; use a pandas alias such as '1min', '5min', '1h', '1D' or 'B'"
+        ) from None
 
 
 def _is_daily(offset: pd.DateOffset) -> bool:
@@ -44,8 +47,9 @@ def _is_daily(offset: pd.DateOffset) -> bool:
         return True
 
 
-def future_timestamps(last: np.datetime64, n: int, frequency: str | None = None,
-                      calendar: str | None = None) -> np.ndarray:
+def future_timestamps(
+    last: np.datetime64, n: int, frequency: str | None = None, calendar: str | None = None
+) -> np.ndarray:
     """(n,) datetime64[ns] bar timestamps strictly after ``last``; raises ValueError with the fix."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -63,17 +67,23 @@ def future_timestamps(last: np.datetime64, n: int, frequency: str | None = None,
         start = (last.normalize() + pd.Timedelta(days=1)).tz_localize(None)
         end = min(start + horizon, cal.last_session)
         if start > cal.last_session or start < cal.first_session:
-            raise ValueError(f"{start.date()} is outside calendar {calendar!r} "
-                             f"({cal.first_session.date()} to {cal.last_session.date()})")
+            raise ValueError(
+                f"{start.date()} is outside calendar {calendar!r} "
+                f"({cal.first_session.date()} to {cal.last_session.date()})"
+            )
         sessions = cal.sessions_in_range(start, end)[:n]
         if len(sessions) < n:
-            raise ValueError(f"calendar {calendar!r} has only {len(sessions)} sessions after {last.date()} "
-                             f"(it ends {cal.last_session.date()}); lower pred_len")
+            raise ValueError(
+                f"calendar {calendar!r} has only {len(sessions)} sessions after {last.date()} "
+                f"(it ends {cal.last_session.date()}); lower pred_len"
+            )
         return sessions.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     start = last.normalize()
     if start < cal.first_session or start > cal.last_session:
-        raise ValueError(f"{start.date()} is outside calendar {calendar!r} "
-                         f"({cal.first_session.date()} to {cal.last_session.date()})")
+        raise ValueError(
+            f"{start.date()} is outside calendar {calendar!r} "
+            f"({cal.first_session.date()} to {cal.last_session.date()})"
+        )
     days = max(3, int(np.ceil(n * pd.Timedelta(offset) / pd.Timedelta(hours=6))) + 5)
     end = min(start + pd.Timedelta(days=days), cal.last_session)
     try:
@@ -83,6 +93,8 @@ def future_timestamps(last: np.datetime64, n: int, frequency: str | None = None,
     local = idx.tz_convert(cal.tz).tz_localize(None)
     local = local[local > last][:n]
     if len(local) < n:
-        raise ValueError(f"calendar {calendar!r} has only {len(local)} {frequency} bars after {last} "
-                         f"(it ends {cal.last_session.date()}); lower pred_len")
+        raise ValueError(
+            f"calendar {calendar!r} has only {len(local)} {frequency} bars after {last} "
+            f"(it ends {cal.last_session.date()}); lower pred_len"
+        )
     return local.to_numpy(dtype="datetime64[ns]")

@@ -1,8 +1,8 @@
 """``kronos-serve``: run the forecast service locally (local Ray + Serve, blocks until Ctrl-C).
 
-    kronos-serve                                   # the default config (serving/config.py) on 127.0.0.1:8000
-    kronos-serve --port 9000 --model ft=/models/ft/model,/models/ft/tokenizer --default-model ft
-    kronos-serve --max-batch-size 1                # batching off
+kronos-serve                                   # the default config (serving/config.py) on 127.0.0.1:8000
+kronos-serve --port 9000 --model ft=/models/ft/model,/models/ft/tokenizer --default-model ft
+kronos-serve --max-batch-size 1                # batching off
 """
 
 from __future__ import annotations
@@ -22,12 +22,21 @@ __all__ = ["main", "build_config"]
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kronos-serve", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=None, help="Serve config file (default: the defaults in serving/config.py, "
-                   "which serving/serve_config.yaml also holds)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="Serve config file (default: the defaults in serving/config.py, "
+        "which serving/serve_config.yaml also holds)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", action="append", default=[], metavar="ID=MODEL[,TOKENIZER]",
-                   help="add a model id (repeatable); MODEL/TOKENIZER: random:<size>, a directory or a hub id")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="ID=MODEL[,TOKENIZER]",
+        help="add a model id (repeatable); MODEL/TOKENIZER: random:<size>, a directory or a hub id",
+    )
     p.add_argument("--only-models", action="store_true", help="serve only the --model ids, not the config's")
     p.add_argument("--default-model", help="model id used when a request names none")
     p.add_argument("--max-batch-size", type=int, help="requests per batch (1 = batching off)")
@@ -60,8 +69,14 @@ def build_config(ns: argparse.Namespace) -> dict:
     if ns.replicas:
         forecaster.update(num_replicas=ns.replicas, autoscaling_config=None)
     if ns.num_gpus is not None:
-        fc_opts = next((d.get("ray_actor_options", {}) for d in config["applications"][0].get("deployments", [])
-                        if d.get("name") == "Forecaster"), {})
+        fc_opts = next(
+            (
+                d.get("ray_actor_options", {})
+                for d in config["applications"][0].get("deployments", [])
+                if d.get("name") == "Forecaster"
+            ),
+            {},
+        )
         forecaster["ray_actor_options"] = {**fc_opts, "num_gpus": ns.num_gpus}
     out = override(config, host=ns.host, port=ns.port, args=args, batching=batching, forecaster=forecaster)
     ServingConfig(**out["applications"][0].get("args", {}))  # fail here, not inside a replica
@@ -85,13 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     if not ray.is_initialized():
-        ray.init(num_cpus=ns.num_cpus, include_dashboard=False,
-                 runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"]}})
+        ray.init(
+            num_cpus=ns.num_cpus,
+            include_dashboard=False,
+            runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"]}},
+        )
     http = config["http_options"]
     serve.start(http_options={"host": http["host"], "port": http["port"]})
     deploy(config)
-    print(f"kronos-serve: ready at http://{http['host']}:{http['port']}  (docs: /docs, models: /v1/models); "
-          "Ctrl-C stops", flush=True)
+    print(
+        f"kronos-serve: ready at http://{http['host']}:{http['port']}  (docs: /docs, models: /v1/models); "
+        "Ctrl-C stops",
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

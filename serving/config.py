@@ -15,8 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from kronos_core import PredictorSpec, defaults
 from kronos_core.rules import DEFAULT_MAX_GAP_FRACTION
 
-__all__ = ["BatchConfig", "Limits", "ModelSpec", "ServingConfig", "DEFAULT_MODELS", "DEPLOYMENT_OPTIONS",
-           "parse_model_arg"]
+__all__ = [
+    "BatchConfig",
+    "Limits",
+    "ModelSpec",
+    "ServingConfig",
+    "DEFAULT_MODELS",
+    "DEPLOYMENT_OPTIONS",
+    "parse_model_arg",
+]
 
 
 @dataclass(frozen=True)
@@ -28,11 +35,17 @@ class ModelSpec(PredictorSpec):
 
 
 DEFAULT_MODELS: dict[str, ModelSpec] = {
-    "test": ModelSpec(model="random:test", tokenizer="random:test", description="tiny random model, for tests"),
-    "mini": ModelSpec(model="random:mini", tokenizer="random:mini",
-                      description="Kronos-mini architecture, random weights"),
-    "small": ModelSpec(model="random:small", tokenizer="random:small",
-                       description="Kronos-small architecture, random weights"),
+    "test": ModelSpec(
+        model="random:test", tokenizer="random:test", description="tiny random model, for tests"
+    ),
+    "mini": ModelSpec(
+        model="random:mini", tokenizer="random:mini", description="Kronos-mini architecture, random weights"
+    ),
+    "small": ModelSpec(
+        model="random:small",
+        tokenizer="random:small",
+        description="Kronos-small architecture, random weights",
+    ),
 }
 
 
@@ -47,12 +60,19 @@ class Limits(BaseModel):
     max_pred_len: int = Field(default=256, ge=1)
     max_sample_count: int = Field(default=64, ge=1)
     max_quantiles: int = Field(default=19, ge=0)
-    max_body_mb: float = Field(default=64, gt=0, description="request bodies above this get 413 before parsing")
-    max_price_ratio: float | None = Field(default=defaults.MAX_PRICE_RATIO, gt=1,
-                                          description="price_jump check (kronos_core.rules); null = off")
-    max_gap_fraction: float = Field(default=DEFAULT_MAX_GAP_FRACTION, ge=0, le=1,
-                                    description="when future timestamps are generated from a calendar: the share "
-                                    "of the calendar's bars a series may miss")
+    max_body_mb: float = Field(
+        default=64, gt=0, description="request bodies above this get 413 before parsing"
+    )
+    max_price_ratio: float | None = Field(
+        default=defaults.MAX_PRICE_RATIO, gt=1, description="price_jump check (kronos_core.rules); null = off"
+    )
+    max_gap_fraction: float = Field(
+        default=DEFAULT_MAX_GAP_FRACTION,
+        ge=0,
+        le=1,
+        description="when future timestamps are generated from a calendar: the share "
+        "of the calendar's bars a series may miss",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Limits:
@@ -78,17 +98,27 @@ class ServingConfig(BaseModel):
 
     models: dict[str, ModelSpec] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
     default_model: str = Field(default="mini", description="model id used when a request names none")
-    torch_threads: int | None = Field(default=1, ge=1, description="torch.set_num_threads in each replica (one per "
-                                      "replica CPU: ray_actor_options.num_cpus)")
-    max_models_per_replica: int = Field(default=3, ge=1, description="loaded models kept per Forecaster replica "
-                                        "(LRU); each costs its weights in memory (mini ~20 MB, base ~400 MB)")
+    torch_threads: int | None = Field(
+        default=1,
+        ge=1,
+        description="torch.set_num_threads in each replica (one per replica CPU: ray_actor_options.num_cpus)",
+    )
+    max_models_per_replica: int = Field(
+        default=3,
+        ge=1,
+        description="loaded models kept per Forecaster replica "
+        "(LRU); each costs its weights in memory (mini ~20 MB, base ~400 MB)",
+    )
     thread_min_work: int = Field(
-        default=1_000_000, ge=0, description="forecast calls with at least this much work (sum over series of "
+        default=1_000_000,
+        ge=0,
+        description="forecast calls with at least this much work (sum over series of "
         "sample_count x pred_len x (lookback + pred_len)) run in a worker thread, so a huge request cannot "
         "block the replica's event loop for long; smaller calls run on the loop. Why: measured on 2 CPUs "
         "(Kronos-small, 32 clients), with every call in a thread the Python-heavy generation loop starved "
         "request intake (GIL): batches averaged 1.3 requests and batching gained 1.2x; inline, batches "
-        "averaged 16 and batching gained 3.6x. 0 = always a thread")
+        "averaged 16 and batching gained 3.6x. 0 = always a thread",
+    )
     limits: Limits = Field(default_factory=Limits)
     batching: BatchConfig = Field(default_factory=BatchConfig)
 
@@ -97,18 +127,31 @@ class ServingConfig(BaseModel):
         if not self.models:
             raise ValueError("models is empty; give at least one model id")
         if self.default_model not in self.models:
-            raise ValueError(f"default_model {self.default_model!r} is not one of the models {sorted(self.models)}")
+            raise ValueError(
+                f"default_model {self.default_model!r} is not one of the models {sorted(self.models)}"
+            )
         return self
 
 
 # Serve deployment options: the @serve.deployment decorators use them, and serve_config.yaml is generated
 # from them. max_ongoing_requests of the Forecaster must be >= max_batch_size.
 DEPLOYMENT_OPTIONS: dict[str, dict] = {
-    "Ingress": {"max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.5},
-                "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64}},
-    "Forecaster": {"max_ongoing_requests": 64, "ray_actor_options": {"num_cpus": 1, "num_gpus": 0},
-                   "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 32,
-                                          "upscale_delay_s": 10, "downscale_delay_s": 120}},
+    "Ingress": {
+        "max_ongoing_requests": 256,
+        "ray_actor_options": {"num_cpus": 0.5},
+        "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64},
+    },
+    "Forecaster": {
+        "max_ongoing_requests": 64,
+        "ray_actor_options": {"num_cpus": 1, "num_gpus": 0},
+        "autoscaling_config": {
+            "min_replicas": 1,
+            "max_replicas": 4,
+            "target_ongoing_requests": 32,
+            "upscale_delay_s": 10,
+            "downscale_delay_s": 120,
+        },
+    },
 }
 
 

@@ -27,8 +27,20 @@ from kronos_core.rules import (
 
 from .config import Limits
 
-__all__ = ["ErrorBody", "ErrorDetail", "ForecastRequest", "ForecastResponse", "HealthResponse", "ModelInfo",
-           "ModelsResponse", "RequestError", "SeriesForecast", "SeriesIn", "request_to_series", "series_forecast"]
+__all__ = [
+    "ErrorBody",
+    "ErrorDetail",
+    "ForecastRequest",
+    "ForecastResponse",
+    "HealthResponse",
+    "ModelInfo",
+    "ModelsResponse",
+    "RequestError",
+    "SeriesForecast",
+    "SeriesIn",
+    "request_to_series",
+    "series_forecast",
+]
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -62,17 +74,24 @@ class SeriesIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    symbol: str = Field(min_length=1, max_length=128, description="series id; with the seed it fixes the paths")
-    timestamps: list[datetime] = Field(description="bar timestamps, strictly increasing (tz-aware -> local time)")
+    symbol: str = Field(
+        min_length=1, max_length=128, description="series id; with the seed it fixes the paths"
+    )
+    timestamps: list[datetime] = Field(
+        description="bar timestamps, strictly increasing (tz-aware -> local time)"
+    )
     open: list[Finite]
     high: list[Finite]
     low: list[Finite]
     close: list[Finite]
     volume: list[Finite] | None = Field(default=None, description="optional; missing -> 0 (as upstream)")
-    amount: list[Finite] | None = Field(default=None, description="optional; missing -> volume x mean(OHLC); "
-                                        "an amount without a volume is refused")
+    amount: list[Finite] | None = Field(
+        default=None,
+        description="optional; missing -> volume x mean(OHLC); an amount without a volume is refused",
+    )
     future_timestamps: list[datetime] | None = Field(
-        default=None, description="pred_len timestamps to forecast; else generated from freq and calendar")
+        default=None, description="pred_len timestamps to forecast; else generated from freq and calendar"
+    )
 
 
 class ForecastRequest(BaseModel):
@@ -80,16 +99,29 @@ class ForecastRequest(BaseModel):
 
     series: list[SeriesIn] = Field(min_length=1, description="one or many series (limit: max_series)")
     pred_len: int = Field(ge=1, description="steps to forecast (limits: min_pred_len..max_pred_len)")
-    model: str | None = Field(default=None, description="model id (GET /v1/models); else the "
-                              "serve_multiplexed_model_id header; else the default model")
-    sampling: SamplingParams = Field(default_factory=SamplingParams, description="how sample paths are drawn "
-                                     "(kronos_core.SamplingParams; seed with symbol fixes the paths)")
+    model: str | None = Field(
+        default=None,
+        description="model id (GET /v1/models); else the "
+        "serve_multiplexed_model_id header; else the default model",
+    )
+    sampling: SamplingParams = Field(
+        default_factory=SamplingParams,
+        description="how sample paths are drawn "
+        "(kronos_core.SamplingParams; seed with symbol fixes the paths)",
+    )
     quantiles: list[float] = Field(default=list(defaults.QUANTILES), description="levels in (0, 1) for close")
-    freq: str | None = Field(default=None, description="bar frequency for generated future timestamps: 1min .. "
-                             "30min, 1h .. 12h, 1d, 1w, 1mo")
-    calendar: str = Field(default=defaults.CALENDAR, description="market calendar for generated future "
-                          "timestamps: an exchange_calendars code (XNYS, XLON, XHKG, ...), 24/7, FX or weekdays")
-    timezone: str | None = Field(default=None, description="FX calendar only: the stamps' time zone (default UTC)")
+    freq: str | None = Field(
+        default=None,
+        description="bar frequency for generated future timestamps: 1min .. 30min, 1h .. 12h, 1d, 1w, 1mo",
+    )
+    calendar: str = Field(
+        default=defaults.CALENDAR,
+        description="market calendar for generated future "
+        "timestamps: an exchange_calendars code (XNYS, XLON, XHKG, ...), 24/7, FX or weekdays",
+    )
+    timezone: str | None = Field(
+        default=None, description="FX calendar only: the stamps' time zone (default UTC)"
+    )
 
 
 class SeriesForecast(BaseModel):
@@ -97,12 +129,15 @@ class SeriesForecast(BaseModel):
     timestamps: list[datetime] = Field(description="the pred_len forecast timestamps")
     mean: dict[str, list[float]] = Field(description=f"mean over paths of each field {list(FIELDS)}")
     quantiles: dict[str, list[float]] = Field(description="close quantiles, keyed like close_q10, close_q50")
-    p_up: float = Field(description="share of paths whose last close is above the last observed close (beyond "
-                        "rounding)")
-    p_flat: float = Field(description="share of paths whose last close equals the last observed close up to "
-                          "rounding")
-    flags: list[str] = Field(description="forecast warnings: non_positive_price (a mean price or close "
-                             "quantile <= 0)")
+    p_up: float = Field(
+        description="share of paths whose last close is above the last observed close (beyond rounding)"
+    )
+    p_flat: float = Field(
+        description="share of paths whose last close equals the last observed close up to rounding"
+    )
+    flags: list[str] = Field(
+        description="forecast warnings: non_positive_price (a mean price or close quantile <= 0)"
+    )
     last_close: float
 
 
@@ -150,24 +185,35 @@ def _stamps(values: list[datetime], loc: tuple) -> np.ndarray:
 def check_request(req: ForecastRequest, limits: Limits) -> None:
     """Limit checks that pydantic cannot know (limits are configurable)."""
     if len(req.series) > limits.max_series:
-        raise RequestError(("body", "series"), f"{len(req.series)} series; at most {limits.max_series} per request")
+        raise RequestError(
+            ("body", "series"), f"{len(req.series)} series; at most {limits.max_series} per request"
+        )
     if not limits.min_pred_len <= req.pred_len <= limits.max_pred_len:
-        raise RequestError(("body", "pred_len"),
-                           f"{req.pred_len} is out of range [{limits.min_pred_len}, {limits.max_pred_len}]")
+        raise RequestError(
+            ("body", "pred_len"),
+            f"{req.pred_len} is out of range [{limits.min_pred_len}, {limits.max_pred_len}]",
+        )
     if req.sampling.sample_count > limits.max_sample_count:
-        raise RequestError(("body", "sampling", "sample_count"),
-                           f"{req.sampling.sample_count} > max_sample_count {limits.max_sample_count}")
+        raise RequestError(
+            ("body", "sampling", "sample_count"),
+            f"{req.sampling.sample_count} > max_sample_count {limits.max_sample_count}",
+        )
     if len(req.quantiles) > limits.max_quantiles:
-        raise RequestError(("body", "quantiles"), f"{len(req.quantiles)} levels; at most {limits.max_quantiles}")
+        raise RequestError(
+            ("body", "quantiles"), f"{len(req.quantiles)} levels; at most {limits.max_quantiles}"
+        )
     try:
         check_quantile_levels(req.quantiles)
     except RuleError as e:
-        raise RequestError(("body", "quantiles", *(() if e.issue.row is None else (e.issue.row,))),
-                           e.issue.message) from None
+        raise RequestError(
+            ("body", "quantiles", *(() if e.issue.row is None else (e.issue.row,))), e.issue.message
+        ) from None
     symbols = [s.symbol for s in req.series]
     if len(set(symbols)) != len(symbols):
         dup = next(s for s in symbols if symbols.count(s) > 1)
-        raise RequestError(("body", "series"), f"duplicate symbol {dup!r}; symbols must be unique in one request")
+        raise RequestError(
+            ("body", "series"), f"duplicate symbol {dup!r}; symbols must be unique in one request"
+        )
 
 
 def request_calendar(req: ForecastRequest) -> MarketCalendar | None:
@@ -175,8 +221,11 @@ def request_calendar(req: ForecastRequest) -> MarketCalendar | None:
     if all(s.future_timestamps is not None for s in req.series):
         return None
     if req.freq is None:
-        raise RequestError(("body", "freq"), "missing: give future_timestamps for each series, or freq (and "
-                           "calendar) at the request level to generate them")
+        raise RequestError(
+            ("body", "freq"),
+            "missing: give future_timestamps for each series, or freq (and "
+            "calendar) at the request level to generate them",
+        )
     try:
         return MarketCalendar(req.calendar, req.freq, req.timezone)
     except RuleError as e:
@@ -200,15 +249,19 @@ def request_to_series(req: ForecastRequest, limits: Limits) -> list[Series]:
         for name in (*PRICE_FIELDS, "volume", "amount"):
             col = getattr(s, name)
             if col is not None and len(col) != n:
-                raise RequestError((*loc, name), f"{len(col)} values for {n} timestamps; give one per timestamp")
+                raise RequestError(
+                    (*loc, name), f"{len(col)} values for {n} timestamps; give one per timestamp"
+                )
         ts = _stamps(s.timestamps, (*loc, "timestamps"))
         prices = np.column_stack([getattr(s, f) for f in PRICE_FIELDS]).astype(np.float64)
         values, issues = fill_values(prices, s.volume, s.amount)
         issues += candle_issues(values, limits.max_price_ratio) + order_issues(ts)
         if s.future_timestamps is not None:
             if len(s.future_timestamps) != req.pred_len:
-                raise RequestError((*loc, "future_timestamps"),
-                                   f"{len(s.future_timestamps)} timestamps but pred_len={req.pred_len}")
+                raise RequestError(
+                    (*loc, "future_timestamps"),
+                    f"{len(s.future_timestamps)} timestamps but pred_len={req.pred_len}",
+                )
             fts = _stamps(s.future_timestamps, (*loc, "future_timestamps"))
         else:
             try:
@@ -228,8 +281,17 @@ def request_to_series(req: ForecastRequest, limits: Limits) -> list[Series]:
     return out
 
 
-def series_forecast(symbol: str, timestamps: np.ndarray, mean: np.ndarray, levels, close_q: np.ndarray,
-                    p_up: float, p_flat: float, flags: list[str], last_close: float) -> dict:
+def series_forecast(
+    symbol: str,
+    timestamps: np.ndarray,
+    mean: np.ndarray,
+    levels,
+    close_q: np.ndarray,
+    p_up: float,
+    p_flat: float,
+    flags: list[str],
+    last_close: float,
+) -> dict:
     """One ``SeriesForecast`` as a plain dict. mean (P, 6), close_q (Q, P)."""
     return {
         "symbol": symbol,

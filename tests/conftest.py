@@ -27,9 +27,19 @@ import socket  # noqa: E402
 
 import pytest  # noqa: E402
 
-INTEGRATION_FIXTURES = frozenset({
-    "ray_local", "prefect_harness", "prefect_server", "moto_s3", "seaweed_s3", "s3", "url", "client", "runs",
-})
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "ray_local",
+        "prefect_harness",
+        "prefect_server",
+        "moto_s3",
+        "seaweed_s3",
+        "s3",
+        "url",
+        "client",
+        "runs",
+    }
+)
 OPTIONAL_MARKERS = ("cuda", "weights")  # may skip even in strict mode: they need hardware or real weights
 STRICT = os.environ.get("KRONOS_STRICT_TIERS") == "1"
 
@@ -68,8 +78,10 @@ def pytest_collection_modifyitems(config, items):
 def _strict_fail(report, where: str) -> None:
     reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
     report.outcome = "failed"
-    report.longrepr = (f"{where} was skipped ({reason}), but KRONOS_STRICT_TIERS=1 requires every tier to run: "
-                       "install what it needs (bash scripts/setup.sh) instead of skipping")
+    report.longrepr = (
+        f"{where} was skipped ({reason}), but KRONOS_STRICT_TIERS=1 requires every tier to run: "
+        "install what it needs (bash scripts/setup.sh) instead of skipping"
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -97,8 +109,12 @@ def ray_local():
     ray = pytest.importorskip("ray")
     started = False
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}})
+        ray.init(
+            num_cpus=4,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}},
+        )
         started = True
     yield ray
     if started:

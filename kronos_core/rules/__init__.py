@@ -36,15 +36,44 @@ from .issues import Issue, RuleError, raise_first
 from .quantiles import DEFAULT_QUANTILES, check_quantile_levels, quantile_column, quantile_level_of
 from .timestamps import TIMESTAMP_MAX, TIMESTAMP_MIN, as_stamps, in_range_mask, order_issues, range_issue
 
-_LAZY = {"MarketCalendar": "calendars", "SPECIAL_CALENDARS": "calendars", "DEFAULT_CALENDAR": "calendars",
-         "DEFAULT_MAX_GAP_FRACTION": "calendars", "calendar_names": "calendars"}
+_LAZY = {
+    "MarketCalendar": "calendars",
+    "SPECIAL_CALENDARS": "calendars",
+    "DEFAULT_CALENDAR": "calendars",
+    "DEFAULT_MAX_GAP_FRACTION": "calendars",
+    "calendar_names": "calendars",
+}
 
 __all__ = [
-    "CANDLE_CODES", "DEFAULT_CALENDAR", "DEFAULT_MAX_GAP_FRACTION", "DEFAULT_MAX_PRICE_RATIO", "DEFAULT_QUANTILES", "FIELDS",
-    "FREQUENCY_EXAMPLES", "Frequency", "Issue", "MAX_ABS_VALUE", "MarketCalendar", "PRICE_FIELDS", "RuleError",
-    "SPECIAL_CALENDARS", "TIMESTAMP_MAX", "TIMESTAMP_MIN", "as_stamps", "calendar_names", "candle_issues",
-    "check_quantile_levels", "fill_values", "forecast_flags", "in_range_mask", "order_issues",
-    "parse_frequency", "quantile_column", "quantile_level_of", "raise_first", "range_issue",
+    "CANDLE_CODES",
+    "DEFAULT_CALENDAR",
+    "DEFAULT_MAX_GAP_FRACTION",
+    "DEFAULT_MAX_PRICE_RATIO",
+    "DEFAULT_QUANTILES",
+    "FIELDS",
+    "FREQUENCY_EXAMPLES",
+    "Frequency",
+    "Issue",
+    "MAX_ABS_VALUE",
+    "MarketCalendar",
+    "PRICE_FIELDS",
+    "RuleError",
+    "SPECIAL_CALENDARS",
+    "TIMESTAMP_MAX",
+    "TIMESTAMP_MIN",
+    "as_stamps",
+    "calendar_names",
+    "candle_issues",
+    "check_quantile_levels",
+    "fill_values",
+    "forecast_flags",
+    "in_range_mask",
+    "order_issues",
+    "parse_frequency",
+    "quantile_column",
+    "quantile_level_of",
+    "raise_first",
+    "range_issue",
 ]
 
 

@@ -29,7 +29,13 @@ from .frequency import Frequency, parse_frequency
 from .issues import Issue, RuleError
 from .timestamps import fmt_stamp
 
-__all__ = ["MarketCalendar", "SPECIAL_CALENDARS", "DEFAULT_CALENDAR", "DEFAULT_MAX_GAP_FRACTION", "calendar_names"]
+__all__ = [
+    "MarketCalendar",
+    "SPECIAL_CALENDARS",
+    "DEFAULT_CALENDAR",
+    "DEFAULT_MAX_GAP_FRACTION",
+    "calendar_names",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,9 @@ def calendar_names() -> frozenset[str]:
 
 def _canonical_name(name) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise RuleError(Issue("bad_calendar", f"calendar must be a name such as 'XNYS', got {name!r}", "calendar"))
+        raise RuleError(
+            Issue("bad_calendar", f"calendar must be a name such as 'XNYS', got {name!r}", "calendar")
+        )
     text = name.strip()
     for special in SPECIAL_CALENDARS:
         if text.lower() == special.lower():
@@ -65,9 +73,15 @@ def _canonical_name(name) -> str:
     for candidate in (text, text.upper()):
         if candidate in names:
             return candidate
-    raise RuleError(Issue("bad_calendar", f"unknown calendar {name!r}: use an exchange_calendars code such as "
-                          "'XNYS', 'XLON', 'XHKG', 'XSHG', or one of " +
-                          ", ".join(f"'{k}' ({v})" for k, v in SPECIAL_CALENDARS.items()), "calendar"))
+    raise RuleError(
+        Issue(
+            "bad_calendar",
+            f"unknown calendar {name!r}: use an exchange_calendars code such as "
+            "'XNYS', 'XLON', 'XHKG', 'XSHG', or one of "
+            + ", ".join(f"'{k}' ({v})" for k, v in SPECIAL_CALENDARS.items()),
+            "calendar",
+        )
+    )
 
 
 _LOADED: dict[str, object] = {}
@@ -105,12 +119,18 @@ def _naive(ts) -> pd.Timestamp:
 class MarketCalendar:
     """Bars of one market at one frequency (see the module docstring for the calendars and stamp rules)."""
 
-    name: str = field(default=DEFAULT_CALENDAR, metadata={"description": "exchange_calendars code (XNYS, XLON, "
-                      "XHKG, ...) or 'weekdays', '24/7', 'FX'"})
-    freq: str = field(default="1d", metadata={"description": "bar frequency: 1min ... 30min, 1h ... 12h, 1d, "
-                      "1w, 1mo"})
-    timezone: str | None = field(default=None, metadata={"description": "FX only: the wall clock of the "
-                                 "stamps (default UTC)"})
+    name: str = field(
+        default=DEFAULT_CALENDAR,
+        metadata={
+            "description": "exchange_calendars code (XNYS, XLON, XHKG, ...) or 'weekdays', '24/7', 'FX'"
+        },
+    )
+    freq: str = field(
+        default="1d", metadata={"description": "bar frequency: 1min ... 30min, 1h ... 12h, 1d, 1w, 1mo"}
+    )
+    timezone: str | None = field(
+        default=None, metadata={"description": "FX only: the wall clock of the stamps (default UTC)"}
+    )
 
     __pydantic_config__ = {"extra": "forbid"}  # read by pydantic where configs embed this (no import here)
 
@@ -119,15 +139,27 @@ class MarketCalendar:
         object.__setattr__(self, "freq", parse_frequency(self.freq).name)
         if self.timezone is not None:
             if self.name != "FX":
-                raise RuleError(Issue("bad_calendar", f"timezone is only used by the FX calendar, not {self.name!r}; "
-                                      "drop it (stamps are local wall-clock times)", "timezone"))
+                raise RuleError(
+                    Issue(
+                        "bad_calendar",
+                        f"timezone is only used by the FX calendar, not {self.name!r}; "
+                        "drop it (stamps are local wall-clock times)",
+                        "timezone",
+                    )
+                )
             try:
                 import zoneinfo
 
                 zoneinfo.ZoneInfo(self.timezone)
             except Exception:  # noqa: BLE001 - any failure means an unknown zone
-                raise RuleError(Issue("bad_calendar", f"unknown timezone {self.timezone!r}; use an IANA name such as "
-                                      "'UTC' or 'Europe/London'", "timezone")) from None
+                raise RuleError(
+                    Issue(
+                        "bad_calendar",
+                        f"unknown timezone {self.timezone!r}; use an IANA name such as "
+                        "'UTC' or 'Europe/London'",
+                        "timezone",
+                    )
+                ) from None
 
     # ------------------------------------------------------------------ basics
     @property
@@ -170,8 +202,14 @@ class MarketCalendar:
         x = _exchange(self.name, start)
         lo, hi = max(start.normalize(), x.first_session), min(end.normalize(), x.last_session)
         if hi < lo:
-            raise RuleError(Issue("outside_calendar", f"calendar {self.name} covers {x.first_session.date()} to "
-                                  f"{x.last_session.date()}; {start.date()}..{end.date()} is outside it", "calendar"))
+            raise RuleError(
+                Issue(
+                    "outside_calendar",
+                    f"calendar {self.name} covers {x.first_session.date()} to "
+                    f"{x.last_session.date()}; {start.date()}..{end.date()} is outside it",
+                    "calendar",
+                )
+            )
         if f.unit == "min":
             idx = x.trading_index(lo, hi, period=f"{f.n}min", intervals=False, closed="right", force=True)
             return idx.tz_convert(x.tz).tz_localize(None)
@@ -199,7 +237,9 @@ class MarketCalendar:
         """A grid holding at least ``back`` bars at or before ``at`` and ``ahead`` bars after it."""
         at = _naive(at)
         f = self.frequency
-        per_day = (1440 / f.n * (6.5 / 24 if self.exchange else 1.0)) if f.unit == "min" else 1 / f.approx_days
+        per_day = (
+            (1440 / f.n * (6.5 / 24 if self.exchange else 1.0)) if f.unit == "min" else 1 / f.approx_days
+        )
         days_back = int(np.ceil(max(back, 1) / per_day * 7 / 5 * 1.3)) + 10
         days_ahead = int(np.ceil(max(ahead, 1) / per_day * 7 / 5 * 1.3)) + 10
         for _ in range(12):
@@ -213,14 +253,30 @@ class MarketCalendar:
             if self.exchange:
                 x = _exchange(self.name, at - pd.Timedelta(days=days_back))
                 if short_ahead and at + pd.Timedelta(days=days_ahead // 2) > x.last_session:
-                    raise RuleError(Issue("outside_calendar", f"calendar {self.name} ends {x.last_session.date()}: "
-                                          f"it has only {len(grid) - i} of {ahead} bars after {at}", "calendar"))
+                    raise RuleError(
+                        Issue(
+                            "outside_calendar",
+                            f"calendar {self.name} ends {x.last_session.date()}: "
+                            f"it has only {len(grid) - i} of {ahead} bars after {at}",
+                            "calendar",
+                        )
+                    )
                 if short_back and at - pd.Timedelta(days=days_back // 2) < x.first_session:
-                    raise RuleError(Issue("outside_calendar", f"calendar {self.name} starts "
-                                          f"{x.first_session.date()}: it has only {i} of {back} bars up to {at}",
-                                          "calendar"))
-        raise RuleError(Issue("outside_calendar", f"calendar {self.label}: could not find {back} bars up to and "
-                              f"{ahead} bars after {at}", "calendar"))
+                    raise RuleError(
+                        Issue(
+                            "outside_calendar",
+                            f"calendar {self.name} starts "
+                            f"{x.first_session.date()}: it has only {i} of {back} bars up to {at}",
+                            "calendar",
+                        )
+                    )
+        raise RuleError(
+            Issue(
+                "outside_calendar",
+                f"calendar {self.label}: could not find {back} bars up to and {ahead} bars after {at}",
+                "calendar",
+            )
+        )
 
     def next_bars(self, last, n: int, grid: np.ndarray | None = None) -> np.ndarray:
         """The ``n`` bar stamps strictly after ``last`` (from ``grid`` when it covers them)."""
@@ -239,9 +295,14 @@ class MarketCalendar:
         f64, l64 = np.datetime64(_naive(first), "ns"), np.datetime64(_naive(last), "ns")
         return int(np.searchsorted(g, l64, side="right") - np.searchsorted(g, f64, side="left"))
 
-    def fit_issues(self, stamps: np.ndarray, grid: np.ndarray | None = None,
-                   max_gap_fraction: float = DEFAULT_MAX_GAP_FRACTION) -> list[Issue]:
-        """Do bars fit this calendar? ``off_calendar``: a bar that is not a calendar bar (a Saturday on XNYS, a
+    def fit_issues(
+        self,
+        stamps: np.ndarray,
+        grid: np.ndarray | None = None,
+        max_gap_fraction: float = DEFAULT_MAX_GAP_FRACTION,
+    ) -> list[Issue]:
+        """Do bars fit this calendar? ``off_calendar``: a bar that is not a calendar bar (a Saturday on XNYS,
+        a
         daily bar stamped 16:00); ``gaps``: more than ``max_gap_fraction`` of the calendar's bars between the
         first and the last bar missing (4-hour A-share days read as XNYS 6.5-hour days). Stamps sorted."""
         s = np.asarray(stamps, dtype="datetime64[ns]")
@@ -252,15 +313,30 @@ class MarketCalendar:
         off = ~np.isin(s, g)
         if off.any():
             r = int(np.flatnonzero(off)[0])
-            issues.append(Issue("off_calendar", f"{int(off.sum())} of {s.size} bars are not {self.label} bars "
-                                f"(first: {fmt_stamp(s[r])}); name the market's calendar (24/7, FX, weekdays, XLON, ...) and "
-                                "frequency, or fix the stamps (daily bars are stamped at midnight)", "timestamps", r))
+            issues.append(
+                Issue(
+                    "off_calendar",
+                    f"{int(off.sum())} of {s.size} bars are not {self.label} bars "
+                    f"(first: {fmt_stamp(s[r])}); name the market's calendar (24/7, FX, weekdays, XLON, ...) "
+                    "and "
+                    "frequency, or fix the stamps (daily bars are stamped at midnight)",
+                    "timestamps",
+                    r,
+                )
+            )
         expected = self.count(s.min(), s.max(), g)
         present = int(np.unique(s[~off]).size)
         if expected and (expected - present) / expected > max_gap_fraction:
-            issues.append(Issue("gaps", f"{expected - present} of the {expected} {self.label} bars between "
-                                f"{fmt_stamp(s.min())} and {fmt_stamp(s.max())} are missing ({(expected - present) / expected:.0%}, at most "
-                                f"{max_gap_fraction:.0%} allowed); is {self.name} the right calendar?", "timestamps"))
+            issues.append(
+                Issue(
+                    "gaps",
+                    f"{expected - present} of the {expected} {self.label} bars between "
+                    f"{fmt_stamp(s.min())} and {fmt_stamp(s.max())} are missing "
+                    f"({(expected - present) / expected:.0%}, at most "
+                    f"{max_gap_fraction:.0%} allowed); is {self.name} the right calendar?",
+                    "timestamps",
+                )
+            )
         return issues
 
     # ------------------------------------------------------------------ sessions
@@ -288,8 +364,13 @@ class MarketCalendar:
             if end is not None and end <= now:
                 return day.date()
             day -= pd.Timedelta(days=1)
-        raise RuleError(Issue("outside_calendar", f"calendar {self.name}: no completed session in the 40 days "
-                              f"before {now}", "calendar"))
+        raise RuleError(
+            Issue(
+                "outside_calendar",
+                f"calendar {self.name}: no completed session in the 40 days before {now}",
+                "calendar",
+            )
+        )
 
     def sessions(self, end: dt.date, count: int) -> list[dt.date]:
         """``count`` consecutive session dates ending at ``end`` (inclusive), oldest first."""

@@ -22,11 +22,27 @@ __all__ = ["Frequency", "parse_frequency", "FREQUENCY_EXAMPLES"]
 
 FREQUENCY_EXAMPLES = ("1min", "5min", "15min", "30min", "1h", "4h", "1d", "1w", "1mo")
 _UNITS = {
-    "min": "min", "mins": "min", "minute": "min", "minutes": "min", "t": "min",
-    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
-    "d": "d", "day": "d", "days": "d",
-    "w": "w", "wk": "w", "week": "w", "weeks": "w",
-    "mo": "mo", "mon": "mo", "month": "mo", "months": "mo",
+    "min": "min",
+    "mins": "min",
+    "minute": "min",
+    "minutes": "min",
+    "t": "min",
+    "h": "h",
+    "hr": "h",
+    "hrs": "h",
+    "hour": "h",
+    "hours": "h",
+    "d": "d",
+    "day": "d",
+    "days": "d",
+    "w": "w",
+    "wk": "w",
+    "week": "w",
+    "weeks": "w",
+    "mo": "mo",
+    "mon": "mo",
+    "month": "mo",
+    "months": "mo",
 }
 _DAY_MIN = 24 * 60
 _PATTERN = re.compile(r"^\s*([+-]?\d*)\s*([a-z]+)\s*$")
@@ -73,8 +89,13 @@ class Frequency:
 
 
 def _bad(text, why: str) -> RuleError:
-    return RuleError(Issue("bad_frequency", f"frequency {text!r}: {why}; use one of {', '.join(FREQUENCY_EXAMPLES)}",
-                           "frequency"))
+    return RuleError(
+        Issue(
+            "bad_frequency",
+            f"frequency {text!r}: {why}; use one of {', '.join(FREQUENCY_EXAMPLES)}",
+            "frequency",
+        )
+    )
 
 
 def parse_frequency(text: str | Frequency) -> Frequency:
@@ -106,7 +127,9 @@ def parse_frequency(text: str | Frequency) -> Frequency:
         if n >= _DAY_MIN:
             raise _bad(text, f"intraday bars must be shorter than a day ({n} min); for daily bars use '1d'")
         if _DAY_MIN % n:
-            raise _bad(text, f"{n} minutes does not divide a day evenly, so bars would not line up day to day")
+            raise _bad(
+                text, f"{n} minutes does not divide a day evenly, so bars would not line up day to day"
+            )
     elif n != 1:
         word = {"d": "day", "w": "week", "mo": "month"}[unit]
         raise _bad(text, f"only one-{word} bars are supported, not {n} {word}s")

@@ -6,8 +6,13 @@ from collections.abc import Iterable
 
 from .issues import Issue, RuleError
 
-__all__ = ["DEFAULT_QUANTILES", "MAX_QUANTILE_LEVELS", "check_quantile_levels", "quantile_column",
-           "quantile_level_of"]
+__all__ = [
+    "DEFAULT_QUANTILES",
+    "MAX_QUANTILE_LEVELS",
+    "check_quantile_levels",
+    "quantile_column",
+    "quantile_level_of",
+]
 
 # five levels: the scorecard's CRPS approximation needs more than the three of a q10/q50/q90 band
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -17,18 +22,30 @@ MAX_QUANTILE_LEVELS = 99
 def check_quantile_levels(levels: Iterable[float], field: str = "quantiles") -> tuple[float, ...]:
     """Sorted, unique levels in (0, 1); raises ``RuleError`` (a ValueError) naming the bad level."""
     if isinstance(levels, (str, bytes)):
-        raise RuleError(Issue("bad_quantiles", f"{field} must be a list of levels in (0, 1), got {levels!r}", field))
+        raise RuleError(
+            Issue("bad_quantiles", f"{field} must be a list of levels in (0, 1), got {levels!r}", field)
+        )
     out = []
     for i, q in enumerate(levels):
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < float(q) < 1.0:
-            raise RuleError(Issue("bad_quantiles", f"{field}[{i}] = {q!r}: quantile levels must be numbers in (0, 1)",
-                                  field, i))
+            raise RuleError(
+                Issue(
+                    "bad_quantiles",
+                    f"{field}[{i}] = {q!r}: quantile levels must be numbers in (0, 1)",
+                    field,
+                    i,
+                )
+            )
         out.append(float(q))
     if len(set(out)) != len(out):
         dup = next(q for q in out if out.count(q) > 1)
-        raise RuleError(Issue("bad_quantiles", f"{field}: level {dup} appears twice; levels must be unique", field))
+        raise RuleError(
+            Issue("bad_quantiles", f"{field}: level {dup} appears twice; levels must be unique", field)
+        )
     if len(out) > MAX_QUANTILE_LEVELS:
-        raise RuleError(Issue("bad_quantiles", f"{field}: {len(out)} levels; at most {MAX_QUANTILE_LEVELS}", field))
+        raise RuleError(
+            Issue("bad_quantiles", f"{field}: {len(out)} levels; at most {MAX_QUANTILE_LEVELS}", field)
+        )
     return tuple(sorted(out))
 
 
@@ -41,12 +58,12 @@ def quantile_column(level: float, field: str = "close") -> str:
 
 
 def quantile_level_of(column: str, field: str = "close") -> float | None:
-    """The level a column holds (``close_q10`` -> 0.1), or None if it is not a quantile column of ``field``."""
+    """The level a column holds (``close_q10`` -> 0.1), or None if it is no quantile column of ``field``."""
     prefix = f"{field}_q"
     if not column.startswith(prefix):
         return None
     try:
-        level = float(column[len(prefix):]) / 100
+        level = float(column[len(prefix) :]) / 100
     except ValueError:
         return None
     return level if 0 < level < 1 and quantile_column(level, field) == column else None

@@ -12,8 +12,15 @@ import numpy as np
 
 from .issues import Issue, RuleError
 
-__all__ = ["TIMESTAMP_MIN", "TIMESTAMP_MAX", "as_stamps", "range_issue", "order_issues", "in_range_mask",
-           "fmt_stamp"]
+__all__ = [
+    "TIMESTAMP_MIN",
+    "TIMESTAMP_MAX",
+    "as_stamps",
+    "range_issue",
+    "order_issues",
+    "in_range_mask",
+    "fmt_stamp",
+]
 
 # whole days inside the datetime64[ns] range: MIN <= t < MAX
 TIMESTAMP_MIN = np.datetime64("1677-09-22", "ns")
@@ -51,11 +58,16 @@ def range_issue(values: np.ndarray, field: str = "timestamps") -> Issue | None:
         return None
     row = int(np.flatnonzero(~ok)[0])
     if np.isnat(values[row]):
-        return Issue("missing_timestamp", f"{field} has a missing value (NaT) at row {row}; drop that bar",
-                     field, row)
-    return Issue("timestamp_out_of_range",
-                 f"{field}[{row}] = {fmt_stamp(values[row])} is outside the supported range {_RANGE_TEXT}; "
-                 f"fix the timestamp (a wrong unit or a typo in the year?)", field, row)
+        return Issue(
+            "missing_timestamp", f"{field} has a missing value (NaT) at row {row}; drop that bar", field, row
+        )
+    return Issue(
+        "timestamp_out_of_range",
+        f"{field}[{row}] = {fmt_stamp(values[row])} is outside the supported range {_RANGE_TEXT}; "
+        f"fix the timestamp (a wrong unit or a typo in the year?)",
+        field,
+        row,
+    )
 
 
 def as_stamps(values, field: str = "timestamps") -> np.ndarray:
@@ -70,13 +82,17 @@ def as_stamps(values, field: str = "timestamps") -> np.ndarray:
         if arr.dtype != object or arr.size == 0:
             if arr.size == 0 and arr.dtype.kind in "fiuOU":
                 return np.empty(0, dtype="datetime64[ns]")
-            raise TypeError(f"{field} must be datetime64 values (numpy datetime64 or pandas timestamps), "
-                            f"got dtype {arr.dtype}")
+            raise TypeError(
+                f"{field} must be datetime64 values (numpy datetime64 or pandas timestamps), "
+                f"got dtype {arr.dtype}"
+            )
         try:  # datetime / Timestamp objects: microseconds cover years 1..9999, so nothing wraps here
             arr = arr.astype("datetime64[us]")
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{field} must be datetime64 values (numpy datetime64 or pandas timestamps), "
-                            f"got objects that are not tz-naive datetimes ({exc})") from None
+            raise TypeError(
+                f"{field} must be datetime64 values (numpy datetime64 or pandas timestamps), "
+                f"got objects that are not tz-naive datetimes ({exc})"
+            ) from None
     issue = range_issue(arr.reshape(-1), field)
     if issue is not None:
         raise RuleError(issue)
@@ -92,11 +108,25 @@ def order_issues(ts: np.ndarray, field: str = "timestamps") -> list[Issue]:
     dup = np.flatnonzero(d == 0)
     if dup.size:
         i = int(dup[0]) + 1
-        out.append(Issue("duplicate_timestamps", f"{field} must be strictly increasing; duplicate at index {i} "
-                         f"({fmt_stamp(ts[i - 1])} twice); drop duplicate bars", field, i))
+        out.append(
+            Issue(
+                "duplicate_timestamps",
+                f"{field} must be strictly increasing; duplicate at index {i} "
+                f"({fmt_stamp(ts[i - 1])} twice); drop duplicate bars",
+                field,
+                i,
+            )
+        )
     dec = np.flatnonzero(d < 0)
     if dec.size:
         i = int(dec[0]) + 1
-        out.append(Issue("unsorted_timestamps", f"{field} must be strictly increasing; decreasing at index {i} "
-                         f"({fmt_stamp(ts[i - 1])} then {fmt_stamp(ts[i])}); sort by time", field, i))
+        out.append(
+            Issue(
+                "unsorted_timestamps",
+                f"{field} must be strictly increasing; decreasing at index {i} "
+                f"({fmt_stamp(ts[i - 1])} then {fmt_stamp(ts[i])}); sort by time",
+                field,
+                i,
+            )
+        )
     return out

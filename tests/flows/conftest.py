@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """A temporary Prefect API + sqlite DB for the whole session (flows run against it, artifacts land in it)."""
+    """A temporary Prefect API + sqlite DB for the whole session (flows run against it, artifacts too)."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=60):

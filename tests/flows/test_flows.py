@@ -25,8 +25,16 @@ def _artifact(key: str):
 def _params(market, out, as_of, **kw):
     from flows.params import NightlyParams
 
-    return NightlyParams(input_url=market.url, output_url=str(out), as_of=as_of, lookback=64, pred_len=5,
-                         validation={"min_history": 32}, model=TINY, **kw)
+    return NightlyParams(
+        input_url=market.url,
+        output_url=str(out),
+        as_of=as_of,
+        lookback=64,
+        pred_len=5,
+        validation={"min_history": 32},
+        model=TINY,
+        **kw,
+    )
 
 
 def test_nightly_twice_scores_the_matured_run(prefect_harness, ray_local, small_market, tmp_path):

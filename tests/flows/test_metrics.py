@@ -42,8 +42,12 @@ def test_crps_of_point_mass_equals_mae():
 def test_crps_samples_matches_brute_force_and_normal_closed_form():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(3, 40)), rng.normal(size=3)
-    brute = np.mean([np.mean(np.abs(x[i] - y[i])) - 0.5 * np.mean(np.abs(x[i][:, None] - x[i][None, :]))
-                     for i in range(3)])
+    brute = np.mean(
+        [
+            np.mean(np.abs(x[i] - y[i])) - 0.5 * np.mean(np.abs(x[i][:, None] - x[i][None, :]))
+            for i in range(3)
+        ]
+    )
     assert M.crps_samples(x, y) == pytest.approx(brute)
     # CRPS of N(0, 1) at y = 0 is 2*phi(0) - 1/sqrt(pi) = 0.2337
     draws = np.sort(rng.normal(size=20000))[None, :]
@@ -55,7 +59,9 @@ def test_crps_quantiles_approaches_sample_crps_on_dense_grid():
     draws = rng.normal(size=20000)
     levels = np.linspace(0.005, 0.995, 199)
     q = np.quantile(draws, levels)[None, :]
-    assert M.crps_quantiles(q, levels, [0.3]) == pytest.approx(M.crps_samples(draws[None, :], [0.3]), rel=0.03)
+    assert M.crps_quantiles(q, levels, [0.3]) == pytest.approx(
+        M.crps_samples(draws[None, :], [0.3]), rel=0.03
+    )
 
 
 def test_coverage_and_hit_rates():

@@ -30,19 +30,33 @@ def test_params_validate_and_map_to_job_config():
     assert cfg.universe.symbols == ["A", "B"] and cfg.output.quantiles == [0.1, 0.9]
     assert cfg.compute.ray_address is None and cfg.model.model == defaults.MODEL
     schema = NightlyParams.model_json_schema()  # what the Prefect UI renders as the form
-    assert {"as_of", "universe", "model", "sampling", "compute", "calendar", "quantiles"} <= set(schema["properties"])
+    assert {"as_of", "universe", "model", "sampling", "compute", "calendar", "quantiles"} <= set(
+        schema["properties"]
+    )
     assert "top_p" in str(schema) and "nucleus sampling" in str(schema)  # descriptions come from kronos_core
 
 
 def test_every_model_setting_reaches_the_job():
     """Regression: the flow built the model config from model and tokenizer only, so a hub revision, dtype,
     max_context or cache mode could not be set, and ray.num_gpus reserved GPUs for a model on device='cpu'."""
-    spec = {"model": "NeoQuasar/Kronos-mini", "tokenizer": "NeoQuasar/Kronos-Tokenizer-2k",
-            "model_revision": "abc123", "tokenizer_revision": "def456", "dtype": "bfloat16", "max_context": 1024,
-            "cache": "rolling", "device": "auto", "batch_size": 32}
-    p = NightlyParams(model=spec, compute={"num_gpus": 0.5, "concurrency": 4},
-                      sampling={"temperature": 0.7, "top_k": 5, "sample_count": 3, "seed": 9},
-                      calendar={"name": "FX", "freq": "1h"}, validation={"max_price_ratio": 20})
+    spec = {
+        "model": "NeoQuasar/Kronos-mini",
+        "tokenizer": "NeoQuasar/Kronos-Tokenizer-2k",
+        "model_revision": "abc123",
+        "tokenizer_revision": "def456",
+        "dtype": "bfloat16",
+        "max_context": 1024,
+        "cache": "rolling",
+        "device": "auto",
+        "batch_size": 32,
+    }
+    p = NightlyParams(
+        model=spec,
+        compute={"num_gpus": 0.5, "concurrency": 4},
+        sampling={"temperature": 0.7, "top_k": 5, "sample_count": 3, "seed": 9},
+        calendar={"name": "FX", "freq": "1h"},
+        validation={"max_price_ratio": 20},
+    )
     cfg = to_job_config(p, dt.date(2024, 6, 28), total_cpus=16)
     assert cfg.model == PredictorSpec(**spec) and cfg.sampling == SamplingParams(0.7, 5, 0.9, 3, 9)
     assert cfg.compute.num_gpus == 0.5 and cfg.calendar == MarketCalendar("FX", "1h")
@@ -57,8 +71,9 @@ def test_actor_pool_leaves_a_cpu_for_the_cpu_stages():
     assert fit_actors(4, 2.0, 1) == (1, 0.5)
     cfg = to_job_config(NightlyParams(), dt.date(2024, 6, 28), total_cpus=2)
     assert (cfg.compute.concurrency, cfg.compute.num_cpus) == (1, 1.0)
-    remote = to_job_config(NightlyParams(compute={"ray_address": "ray://head:10001"}), dt.date(2024, 6, 28),
-                           total_cpus=2)
+    remote = to_job_config(
+        NightlyParams(compute={"ray_address": "ray://head:10001"}), dt.date(2024, 6, 28), total_cpus=2
+    )
     assert remote.compute.concurrency == 2  # a cluster's size is not ours to guess
 
 
@@ -86,12 +101,19 @@ def test_no_environment_read_at_import_or_default():
     import subprocess
     import sys
 
-    code = ("import json, os; import flows.cli, flows.deploy; from flows.params import NightlyParams; "
-            "print(json.dumps([NightlyParams().input_url, sorted(k for k in os.environ if k.startswith(('HF_', "
-            "'PREFECT_', 'RAY_')))]))")
+    code = (
+        "import json, os; import flows.cli, flows.deploy; from flows.params import NightlyParams; "
+        "print(json.dumps([NightlyParams().input_url, sorted(k for k in os.environ if k.startswith(('HF_', "
+        "'PREFECT_', 'RAY_')))]))"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PREFECT_", "RAY_"))}
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "KRONOS_INPUT_URL": "/elsewhere"},
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "KRONOS_INPUT_URL": "/elsewhere"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     url, touched = json.loads(out.stdout.strip().splitlines()[-1])
     assert url == "./demo_data/market" and touched == []
 
@@ -133,12 +155,26 @@ def test_cutoff_choices():
 
 def _toy():
     ts = pd.bdate_range("2024-01-01", periods=30)
-    hist = pd.DataFrame({"symbol": np.repeat(["A", "B", "C"], 30), "timestamp": np.tile(ts, 3),
-                         "close": np.r_[np.linspace(10, 12, 30), np.linspace(20, 18, 30), np.full(30, 5.0)]})
+    hist = pd.DataFrame(
+        {
+            "symbol": np.repeat(["A", "B", "C"], 30),
+            "timestamp": np.tile(ts, 3),
+            "close": np.r_[np.linspace(10, 12, 30), np.linspace(20, 18, 30), np.full(30, 5.0)],
+        }
+    )
     fts = pd.bdate_range(ts[-1] + pd.Timedelta(days=1), periods=3)
-    fc = pd.DataFrame({"symbol": np.repeat(["A", "B", "C"], 3), "timestamp": np.tile(fts, 3),
-                       "step": np.tile([1, 2, 3], 3), "close": 10.0, "close_q10": 9.0, "close_q50": 10.0,
-                       "close_q90": 11.0, "p_up": np.repeat([0.9, 0.1, 0.5], 3)})
+    fc = pd.DataFrame(
+        {
+            "symbol": np.repeat(["A", "B", "C"], 3),
+            "timestamp": np.tile(fts, 3),
+            "step": np.tile([1, 2, 3], 3),
+            "close": 10.0,
+            "close_q10": 9.0,
+            "close_q50": 10.0,
+            "close_q90": 11.0,
+            "p_up": np.repeat([0.9, 0.1, 0.5], 3),
+        }
+    )
     return hist, fc
 
 

@@ -25,13 +25,21 @@ def s3(tmp_path_factory):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # the OS picks the port
     server.start()
     endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket="flows-bkt")
-    storage = StorageConfig(endpoint_url=endpoint, region="us-east-1", key="testing", secret="testing", retries=1)
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="flows-bkt")
+    storage = StorageConfig(
+        endpoint_url=endpoint, region="us-east-1", key="testing", secret="testing", retries=1
+    )
     from pipeline import write_synthetic_market
 
-    market = write_synthetic_market("s3://flows-bkt/market", n_symbols=30, n_bars=100, end="2024-06-28", seed=2,
-                                    storage=storage)
+    market = write_synthetic_market(
+        "s3://flows-bkt/market", n_symbols=30, n_bars=100, end="2024-06-28", seed=2, storage=storage
+    )
     yield storage, market
     server.stop()
 
@@ -44,16 +52,24 @@ def test_store_on_s3(s3):
     present, last = store.input_status(market.url, "date", dt.date(2024, 6, 28), storage)
     assert last == dt.date(2024, 6, 28) and len(present) >= 25
     assert store.input_status(market.url, "date", dt.date(2024, 7, 1), storage) == (set(), last)
-    bars = store.read_bars(market.url, "date", dt.date(2024, 6, 1), dt.date(2024, 6, 28), ["S0010", "S0011"], storage)
+    bars = store.read_bars(
+        market.url, "date", dt.date(2024, 6, 1), dt.date(2024, 6, 28), ["S0010", "S0011"], storage
+    )
     assert set(bars["symbol"]) == {"S0010", "S0011"} and bars["timestamp"].max() == pd.Timestamp("2024-06-28")
 
-    card = pd.DataFrame([{c: None for c in SCORECARD_COLUMNS} | {"as_of": dt.date(2024, 6, 21), "method": "kronos",
-                                                                  "model": "m", "mae": 1.5}])
+    card = pd.DataFrame(
+        [
+            {c: None for c in SCORECARD_COLUMNS}
+            | {"as_of": dt.date(2024, 6, 21), "method": "kronos", "model": "m", "mae": 1.5}
+        ]
+    )
     url = store.write_scorecard("s3://flows-bkt/out", card, storage)
     assert url == "s3://flows-bkt/out/scorecard/scorecard.parquet"
     back = store.read_scorecard("s3://flows-bkt/out", storage)
     assert back["mae"].tolist() == [1.5] and str(back["as_of"].iloc[0]) == "2024-06-21"
-    assert store.write_bytes("s3://flows-bkt/out/charts/as_of=2024-06-28/fan_chart.png", b"\x89PNG", storage).startswith("s3://")
+    assert store.write_bytes(
+        "s3://flows-bkt/out/charts/as_of=2024-06-28/fan_chart.png", b"\x89PNG", storage
+    ).startswith("s3://")
     assert store.forecast_partitions("s3://flows-bkt/out", storage) == {}
 
 
@@ -64,9 +80,17 @@ def test_nightly_flow_with_real_job_on_s3(s3, prefect_harness, ray_local):
     from flows.params import NightlyParams
 
     storage, market = s3
-    common = dict(input_url=market.url, output_url="s3://flows-bkt/nightly", storage=storage, lookback=48, pred_len=3,
-                  validation={"min_history": 24}, sampling={"sample_count": 4}, chart_assets=2,
-                  model={"model": "random:test", "tokenizer": "random:test"})
+    common = dict(
+        input_url=market.url,
+        output_url="s3://flows-bkt/nightly",
+        storage=storage,
+        lookback=48,
+        pred_len=3,
+        validation={"min_history": 24},
+        sampling={"sample_count": 4},
+        chart_assets=2,
+        model={"model": "random:test", "tokenizer": "random:test"},
+    )
     nightly_forecast(NightlyParams(as_of="2024-06-24", **common))
     out = nightly_forecast(NightlyParams(as_of="2024-06-28", **common))
     assert out["forecast_partition"].startswith("s3://flows-bkt/nightly/forecasts/")

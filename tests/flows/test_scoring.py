@@ -18,7 +18,9 @@ def _bars(symbols, closes_by_symbol, start="2024-01-01"):
     rows = []
     for s in symbols:
         ts = pd.bdate_range(start, periods=len(closes_by_symbol[s]))
-        rows += [{"symbol": s, "timestamp": t, "close": c} for t, c in zip(ts, closes_by_symbol[s], strict=True)]
+        rows += [
+            {"symbol": s, "timestamp": t, "close": c} for t, c in zip(ts, closes_by_symbol[s], strict=True)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -52,7 +54,11 @@ def test_perfect_forecast_scores_zero_error_and_full_ic():
     sc = score_cutoff(fc, bars, as_of, [0.1, 0.5, 0.9], lookback=5)
     assert list(sc.columns) == SCORECARD_COLUMNS
     k = sc.set_index("method").loc["kronos"]
-    assert k["mae"] == pytest.approx(0) and k["coverage"] == pytest.approx(1.0) and k["coverage_nominal"] == pytest.approx(0.8)
+    assert (
+        k["mae"] == pytest.approx(0)
+        and k["coverage"] == pytest.approx(1.0)
+        and k["coverage_nominal"] == pytest.approx(0.8)
+    )
     assert k["ic"] == pytest.approx(1.0) and k["rank_ic"] == pytest.approx(1.0)
     assert k["direction_acc"] == pytest.approx(1.0)  # S0 has a 0 realised return and is skipped
     last = sc.set_index("method").loc["naive_last"]
@@ -76,13 +82,27 @@ def test_quantile_levels_from_columns():
 
 
 def test_matured_cutoffs_prefilter():
-    got = matured_cutoffs(["2024-01-01", "2024-01-02", "2024-01-10"], ["2024-01-01"], "2024-01-09", pred_len=5)
+    got = matured_cutoffs(
+        ["2024-01-01", "2024-01-02", "2024-01-10"], ["2024-01-01"], "2024-01-09", pred_len=5
+    )
     assert [str(d) for d in got] == ["2024-01-02"]
 
 
 def test_summary_over_time():
-    sc = pd.DataFrame({"as_of": ["a", "b"], "model": "m", "method": "kronos", "mae": [1.0, 3.0], "mape": 1.0,
-                       "direction_acc": 0.5, "ic": [0.1, 0.3], "rank_ic": 0.2, "coverage": 0.8, "crps": 1.0})
+    sc = pd.DataFrame(
+        {
+            "as_of": ["a", "b"],
+            "model": "m",
+            "method": "kronos",
+            "mae": [1.0, 3.0],
+            "mape": 1.0,
+            "direction_acc": 0.5,
+            "ic": [0.1, 0.3],
+            "rank_ic": 0.2,
+            "coverage": 0.8,
+            "crps": 1.0,
+        }
+    )
     s = summarize_scorecard(sc)
     assert s.loc[0, "cutoffs"] == 2 and s.loc[0, "mae"] == pytest.approx(2.0)
     assert s.loc[0, "ic_ir"] == pytest.approx(0.2 / np.std([0.1, 0.3], ddof=1))

@@ -39,7 +39,9 @@ def _wait(pred, timeout: float, what: str, proc: subprocess.Popen | None = None,
             pass
         time.sleep(0.5)
     tail = log.read_text()[-3000:] if log and log.exists() else ""
-    raise AssertionError(f"{what} not ready after {timeout:.0f}s (exit={proc.poll() if proc else None})\n{tail}")
+    raise AssertionError(
+        f"{what} not ready after {timeout:.0f}s (exit={proc.poll() if proc else None})\n{tail}"
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -61,19 +63,37 @@ def prefect_server(tmp_path_factory):
     import httpx
 
     home = tmp_path_factory.mktemp("prefect_home")
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_URL": "", "PREFECT_UI_ENABLED": "false", "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": "",
+        "PREFECT_UI_ENABLED": "false",
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONPATH": str(REPO),
+    }
     env.pop("PREFECT_API_URL")
     log = home / "server.log"
     for attempt in range(3):
         port = free_port()
         with open(log, "w") as out:
-            proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         url = f"http://127.0.0.1:{port}/api"
         try:
-            _wait(lambda u=url: httpx.get(f"{u}/health", timeout=2).json() is True, 90, "prefect server", proc, log)
+            _wait(
+                lambda u=url: httpx.get(f"{u}/health", timeout=2).json() is True,
+                90,
+                "prefect server",
+                proc,
+                log,
+            )
             break
         except AssertionError:
             exited = proc.poll() is not None
@@ -98,11 +118,26 @@ def test_ui_style_custom_run_against_real_server(prefect_server, small_market, t
     out_url = str(tmp_path / "store")
     log = tmp_path / "serve.log"
     with open(log, "w") as f:
-        serve = subprocess.Popen([sys.executable, "-m", "flows.deploy", "--input-url", small_market.url,
-                                  "--output-url", out_url, "--paused"], cwd=REPO, env=env, stdout=f,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        serve = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flows.deploy",
+                "--input-url",
+                small_market.url,
+                "--output-url",
+                out_url,
+                "--paused",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         with temporary_settings({PREFECT_API_URL: url}):
+
             async def deployment():
                 async with get_client() as c:
                     return await c.read_deployment_by_name("nightly-forecast/nightly")
@@ -125,13 +160,21 @@ def test_ui_style_custom_run_against_real_server(prefect_server, small_market, t
             with pytest.raises(Exception, match="(?i)valid|422"):
                 run_deployment("nightly-forecast/nightly", parameters={"params": {"pred_len": 0}}, timeout=0)
 
-            custom = {"params": {
-                "input_url": small_market.url, "output_url": out_url, "as_of": "2024-06-28",
-                "universe": small_market.symbols[:24], "lookback": 64, "pred_len": 3,
-                "validation": {"min_history": 32}, "sampling": {"sample_count": 4, "seed": 7},
-                "chart_assets": 2, "quantiles": [0.1, 0.5, 0.9],
-                "model": {"model": "random:test", "tokenizer": "random:test", "cache": "rolling"},
-            }}
+            custom = {
+                "params": {
+                    "input_url": small_market.url,
+                    "output_url": out_url,
+                    "as_of": "2024-06-28",
+                    "universe": small_market.symbols[:24],
+                    "lookback": 64,
+                    "pred_len": 3,
+                    "validation": {"min_history": 32},
+                    "sampling": {"sample_count": 4, "seed": 7},
+                    "chart_assets": 2,
+                    "quantiles": [0.1, 0.5, 0.9],
+                    "model": {"model": "random:test", "tokenizer": "random:test", "cache": "rolling"},
+                }
+            }
             t0 = time.monotonic()
             run = run_deployment("nightly-forecast/nightly", parameters=custom, timeout=300, poll_interval=2)
             wall = time.monotonic() - t0
@@ -140,7 +183,8 @@ def test_ui_style_custom_run_against_real_server(prefect_server, small_market, t
             async def artifacts():
                 async with get_client() as c:
                     return await c.read_artifacts(
-                        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+                        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+                    )
 
             arts = {a.key: a for a in asyncio.run(artifacts()) if a.key}
         for key in ("summary", "rejected", "partition", "manifest", "chart", "outputs"):
@@ -156,7 +200,10 @@ def test_ui_style_custom_run_against_real_server(prefect_server, small_market, t
 
         rows = read_forecasts(str(part))
         healthy = set(small_market.symbols[:24]) - set(small_market.broken)
-        assert set(rows["symbol"]) <= set(small_market.symbols[:24]) and len(set(rows["symbol"])) >= len(healthy) - 1
+        assert (
+            set(rows["symbol"]) <= set(small_market.symbols[:24])
+            and len(set(rows["symbol"])) >= len(healthy) - 1
+        )
         assert rows.groupby("symbol")["step"].max().eq(3).all()  # the custom pred_len reached the job
         manifest = __import__("json").loads((part / "_manifest.json").read_text())
         assert manifest["config"]["model"]["cache"] == "rolling"  # so did a nested model setting

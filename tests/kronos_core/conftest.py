@@ -14,12 +14,18 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 # name -> (model kwargs, tokenizer kwargs); architectures of upstream's sizes plus a tiny one
 ARCHS = {
-    "tiny": (dict(n_layers=2, d_model=32, n_heads=2, ff_dim=64, s1_bits=6, s2_bits=6, learn_te=False),
-             dict(d_model=32, n_heads=2, ff_dim=64, n_enc_layers=2, n_dec_layers=2, s1_bits=6, s2_bits=6)),
-    "mini": (dict(n_layers=4, d_model=256, n_heads=4, ff_dim=512, s1_bits=10, s2_bits=10, learn_te=True),
-             dict(d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4, s1_bits=10, s2_bits=10)),
-    "small": (dict(n_layers=8, d_model=512, n_heads=8, ff_dim=1024, s1_bits=10, s2_bits=10, learn_te=True),
-              dict(d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4, s1_bits=10, s2_bits=10)),
+    "tiny": (
+        dict(n_layers=2, d_model=32, n_heads=2, ff_dim=64, s1_bits=6, s2_bits=6, learn_te=False),
+        dict(d_model=32, n_heads=2, ff_dim=64, n_enc_layers=2, n_dec_layers=2, s1_bits=6, s2_bits=6),
+    ),
+    "mini": (
+        dict(n_layers=4, d_model=256, n_heads=4, ff_dim=512, s1_bits=10, s2_bits=10, learn_te=True),
+        dict(d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4, s1_bits=10, s2_bits=10),
+    ),
+    "small": (
+        dict(n_layers=8, d_model=512, n_heads=8, ff_dim=1024, s1_bits=10, s2_bits=10, learn_te=True),
+        dict(d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4, s1_bits=10, s2_bits=10),
+    ),
 }
 _DROPOUT = dict(ffn_dropout_p=0.0, attn_dropout_p=0.0, resid_dropout_p=0.0)
 
@@ -38,7 +44,9 @@ def make_oracle(arch: str, directory: Path, seed: int = 0):
     km = oracle_module()
     mk, tk = ARCHS[arch]
     torch.manual_seed(seed)
-    tok = km.KronosTokenizer(d_in=6, beta=0.05, gamma0=1.0, gamma=1.1, zeta=0.05, group_size=4, **_DROPOUT, **tk)
+    tok = km.KronosTokenizer(
+        d_in=6, beta=0.05, gamma0=1.0, gamma=1.1, zeta=0.05, group_size=4, **_DROPOUT, **tk
+    )
     model = km.Kronos(token_dropout_p=0.0, **_DROPOUT, **mk)
     with torch.no_grad():
         model.head.proj_s1.weight.mul_(20)

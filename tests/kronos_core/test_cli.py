@@ -8,14 +8,29 @@ from kronos_core.cli import infer_freq, main
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ASHARE = DATA / "kronos_regression_input.csv"
-YAHOO = DATA / "sp500_yahoo_2012_2013.csv"  # Date, Open, High, Low, Close, Adj Close, Volume; ends Fri 2013-03-01
+YAHOO = (
+    DATA / "sp500_yahoo_2012_2013.csv"
+)  # Date, Open, High, Low, Close, Adj Close, Volume; ends Fri 2013-03-01
 TINY = ["--model", "random:test", "--tokenizer", "random:test", "--samples", "3"]
 
 
 def test_cli_forecasts_real_a_share_bars_on_their_calendar(tmp_path, capsys):
     out = tmp_path / "f.csv"
-    rc = main(["--input", str(ASHARE), *TINY, "--lookback", "120", "--pred-len", "6", "--calendar", "XSHG",
-               "--output", str(out)])
+    rc = main(
+        [
+            "--input",
+            str(ASHARE),
+            *TINY,
+            "--lookback",
+            "120",
+            "--pred-len",
+            "6",
+            "--calendar",
+            "XSHG",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0
     table = pd.read_csv(out, parse_dates=["timestamp"])
     assert len(table) == 6 and table["step"].tolist() == list(range(1, 7))

@@ -9,8 +9,10 @@ import torch
 from kronos_core import KronosPredictor, SamplingParams
 from kronos_core.testing import synthetic_universe
 
-pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")]
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,8 @@ def test_cuda_exact_equals_reference_when_sampling(series):
 
 
 def test_cuda_bfloat16_runs(series):
-    gpu = KronosPredictor.from_pretrained("random:mini", "random:mini", device="cuda", dtype="bfloat16",
-                                          max_context=128)
+    gpu = KronosPredictor.from_pretrained(
+        "random:mini", "random:mini", device="cuda", dtype="bfloat16", max_context=128
+    )
     res = gpu.forecast(series, sampling=SamplingParams(sample_count=4, seed=0))
     assert np.isfinite(res.paths).all() and res.paths.shape == (8, 4, 24, 6)

@@ -37,14 +37,17 @@ def test_ragged_batch_equals_each_series_alone(predictor):
         # same tokens; decoded values equal up to float rounding of the padded batch (scaled per field)
         scale = np.abs(alone.paths[0]).max(axis=(0, 1))
         for j in range(6):
-            np.testing.assert_allclose(alone.paths[0][..., j], together.paths[i][..., j], rtol=1e-5,
-                                       atol=1e-5 * scale[j])
+            np.testing.assert_allclose(
+                alone.paths[0][..., j], together.paths[i][..., j], rtol=1e-5, atol=1e-5 * scale[j]
+            )
 
 
 def test_paths_do_not_depend_on_batch_size_or_composition(predictor):
     series = synthetic_universe(8, 20, 60, 10, seed=5)
     full = predictor.forecast(series, sampling=SAMPLED)
-    small_batches = KronosPredictor(predictor.model, predictor.tokenizer, max_context=48, batch_size=7)  # 2 series
+    small_batches = KronosPredictor(
+        predictor.model, predictor.tokenizer, max_context=48, batch_size=7
+    )  # 2 series
     shuffled = [series[i] for i in (5, 2, 7, 0, 3)]
     part = small_batches.forecast(shuffled, sampling=SAMPLED)
     for j, i in enumerate((5, 2, 7, 0, 3)):
@@ -73,8 +76,10 @@ def test_no_global_rng_use(predictor):
 
 def test_rolling_cache_equal_before_slide_and_bounded_after(predictor):
     grow = synthetic_universe(4, 10, 20, 20, seed=9)  # L + P <= 48: never slides
-    np.testing.assert_array_equal(predictor.forecast(grow, sampling=SAMPLED, cache="rolling").tokens,
-                                  predictor.forecast(grow, sampling=SAMPLED, cache="exact").tokens)
+    np.testing.assert_array_equal(
+        predictor.forecast(grow, sampling=SAMPLED, cache="rolling").tokens,
+        predictor.forecast(grow, sampling=SAMPLED, cache="exact").tokens,
+    )
     slide = synthetic_universe(4, 60, 80, 20, seed=9)
     roll = predictor.forecast(slide, sampling=SAMPLED, cache="rolling")
     exact = predictor.forecast(slide, sampling=SAMPLED, cache="exact")
@@ -91,27 +96,43 @@ def test_greedy_paths_are_identical(predictor):
 
 def test_result_summaries(predictor):
     series = synthetic_universe(3, 30, 50, 6, seed=1)
-    res = predictor.forecast(series, sampling=SamplingParams(top_p=0.9, sample_count=16, seed=3),
-                             quantiles=(0.9, 0.1, 0.5))
+    res = predictor.forecast(
+        series, sampling=SamplingParams(top_p=0.9, sample_count=16, seed=3), quantiles=(0.9, 0.1, 0.5)
+    )
     assert res.paths.shape == (3, 16, 6, 6) and res.mean.shape == (3, 6, 6)
     assert res.quantile_levels == (0.1, 0.5, 0.9) and res.quantiles.shape == (3, 3, 6, 6)
     np.testing.assert_allclose(res.mean, res.paths.mean(axis=1), rtol=1e-6)
-    assert (res.quantiles[:, 0] <= res.quantiles[:, 1]).all() and (res.quantiles[:, 1] <= res.quantiles[:, 2]).all()
+    assert (res.quantiles[:, 0] <= res.quantiles[:, 1]).all() and (
+        res.quantiles[:, 1] <= res.quantiles[:, 2]
+    ).all()
     move = res.paths[:, :, -1, 3] - res.last_close[:, None]
     np.testing.assert_allclose(res.p_up, (move > flat_tolerance(res.last_close, 5)[:, None]).mean(axis=1))
     assert ((res.p_up + res.p_flat) <= 1).all() and res.flags == [[], [], []]
     frame = res.to_frame()
     assert len(frame) == 3 * 6
-    assert {"symbol", "step", "timestamp", "close", "close_q10", "close_q50", "close_q90", "p_up", "p_flat",
-            "flags"} <= set(frame.columns)
+    assert {
+        "symbol",
+        "step",
+        "timestamp",
+        "close",
+        "close_q10",
+        "close_q50",
+        "close_q90",
+        "p_up",
+        "p_flat",
+        "flags",
+    } <= set(frame.columns)
     assert (frame["timestamp"].to_numpy() == res.future_timestamps.reshape(-1)).all()
 
 
 def test_progress_callback(predictor):
     calls = []
     small = KronosPredictor(predictor.model, predictor.tokenizer, max_context=48, batch_size=2)  # 2 paths
-    small.forecast(synthetic_universe(5, 20, 30, 4, seed=0), sampling=SamplingParams(sample_count=1),
-                   progress=lambda d, t: calls.append((d, t)))
+    small.forecast(
+        synthetic_universe(5, 20, 30, 4, seed=0),
+        sampling=SamplingParams(sample_count=1),
+        progress=lambda d, t: calls.append((d, t)),
+    )
     assert calls == [(2, 5), (4, 5), (5, 5)]
 
 

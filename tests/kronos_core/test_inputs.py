@@ -18,7 +18,9 @@ def predictor():
 
 def _series(**overrides):
     s = synthetic_series("AAA", 20, 4, seed=0)
-    kw = dict(symbol=s.symbol, timestamps=s.timestamps, values=s.values, future_timestamps=s.future_timestamps)
+    kw = dict(
+        symbol=s.symbol, timestamps=s.timestamps, values=s.values, future_timestamps=s.future_timestamps
+    )
     kw.update(overrides)
     return Series(**kw)
 
@@ -29,10 +31,16 @@ def test_time_features_match_pandas():
     np.testing.assert_array_equal(time_features(ts.to_numpy()), expected)
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda v: v.__setitem__((3, 3), np.nan), r"series 'AAA': 1 NaN/inf values \(first: close at row 3\)"),
-    (lambda v: v.__setitem__((0, 4), np.inf), r"NaN/inf values \(first: volume at row 0\)"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (
+            lambda v: v.__setitem__((3, 3), np.nan),
+            r"series 'AAA': 1 NaN/inf values \(first: close at row 3\)",
+        ),
+        (lambda v: v.__setitem__((0, 4), np.inf), r"NaN/inf values \(first: volume at row 0\)"),
+    ],
+)
 def test_nan_and_inf(mutate, match):
     values = _series().values.copy()
     mutate(values)
@@ -80,9 +88,15 @@ def test_from_frame_errors_and_fills():
     no_vol = Series.from_frame("X", df.drop(columns=["volume", "amount"]), future_timestamps=fut)
     assert (no_vol.values[:, 4:] == 0).all()
     no_amt = Series.from_frame("X", df.drop(columns=["amount"]), future_timestamps=fut)
-    np.testing.assert_allclose(no_amt.values[:, 5], df["volume"] * df[["open", "high", "low", "close"]].mean(axis=1))
-    aware = Series.from_frame("X", df, timestamps=ts.dt.tz_localize("Asia/Shanghai"),
-                              future_timestamps=fut.tz_localize("Asia/Shanghai"))
+    np.testing.assert_allclose(
+        no_amt.values[:, 5], df["volume"] * df[["open", "high", "low", "close"]].mean(axis=1)
+    )
+    aware = Series.from_frame(
+        "X",
+        df,
+        timestamps=ts.dt.tz_localize("Asia/Shanghai"),
+        future_timestamps=fut.tz_localize("Asia/Shanghai"),
+    )
     np.testing.assert_array_equal(aware.timestamps, ts.to_numpy())  # local wall-clock time is kept
 
 
@@ -98,17 +112,24 @@ def test_batch_level_errors(predictor):
         predictor.forecast([], pred_len=3)
     with pytest.raises(TypeError, match=r"series\[0\] must be a kronos_core.Series"):
         predictor.forecast([{"symbol": "x"}], pred_len=3)
-    with pytest.raises(ValueError, match=r"quantiles\[1\] = 1.5: quantile levels must be numbers in \(0, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"quantiles\[1\] = 1.5: quantile levels must be numbers in \(0, 1\)"
+    ):
         predictor.forecast([s], quantiles=(0.5, 1.5))
     with pytest.raises(ValueError, match="cache must be one of"):
         predictor.forecast([s], cache="fast")
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(temperature=0), "temperature must be"), (dict(top_k=-1), "top_k must be"),
-    (dict(top_p=0.0), "top_p must be"), (dict(sample_count=0), "sample_count must be"),
-    (dict(seed=-3), "seed must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(temperature=0), "temperature must be"),
+        (dict(top_k=-1), "top_k must be"),
+        (dict(top_p=0.0), "top_p must be"),
+        (dict(sample_count=0), "sample_count must be"),
+        (dict(seed=-3), "seed must be"),
+    ],
+)
 def test_sampling_params(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SamplingParams(**kwargs)
@@ -127,4 +148,6 @@ def test_dropin_errors(predictor):
     with pytest.raises(ValueError, match="NaN/inf"):
         predictor.predict(nan.drop(columns=["timestamps"]), ts, fut, pred_len=3)
     out = predictor.predict(df.drop(columns=["timestamps"]), ts, fut, pred_len=3)
-    assert list(out.columns) == ["open", "high", "low", "close", "volume", "amount"] and (out.index == fut).all()
+    assert (
+        list(out.columns) == ["open", "high", "low", "close", "volume", "amount"] and (out.index == fut).all()
+    )

@@ -34,7 +34,10 @@ def test_roundtrip_and_upstream_can_read_ours(tiny_dirs, tmp_path):
     model = Kronos.from_pretrained(tiny_dirs[0])
     model.save_pretrained(tmp_path / "m")
     again = Kronos.from_pretrained(tmp_path / "m")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True)
+    )
     upstream = oracle_module().Kronos.from_pretrained(str(tmp_path / "m"))
     assert set(upstream.state_dict()) == set(model.state_dict())
 
@@ -90,7 +93,9 @@ def test_random_sizes_are_seeded_and_labelled(size):
     b = Kronos.from_pretrained(f"random:{size}:3")
     assert a.source.random and "RANDOM" in a.source.label
     assert a.config == SIZES[size].model and not a.training
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_published_parameter_counts():
@@ -136,7 +141,9 @@ def test_light_names_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from kronos_core import FIELDS, quantile_column, Series; "
-            "assert 'torch' not in sys.modules, 'torch imported'; print(quantile_column(0.05))")
+    code = (
+        "import sys; from kronos_core import FIELDS, quantile_column, Series; "
+        "assert 'torch' not in sys.modules, 'torch imported'; print(quantile_column(0.05))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "close_q05"

@@ -35,8 +35,13 @@ def official_predict(om, ot, context, frames, xts, yts, pred_len):
 
 
 def ours(mdir, tdir, context, cache="exact"):
-    return KronosPredictor(Kronos.from_pretrained(mdir), KronosTokenizer.from_pretrained(tdir),
-                           device="cpu", max_context=context, cache=cache)
+    return KronosPredictor(
+        Kronos.from_pretrained(mdir),
+        KronosTokenizer.from_pretrained(tdir),
+        device="cpu",
+        max_context=context,
+        cache=cache,
+    )
 
 
 def windows(bars: pd.DataFrame, starts, lookback, pred_len, drop=()):
@@ -55,8 +60,10 @@ def check(arch, oracle_factory, frames, xts, yts, pred_len, context, caches=("ex
     for cache in caches:
         mine = ours(mdir, tdir, context, cache)
         got = mine.predict_batch(frames, xts, yts, pred_len, **GREEDY)
-        series = [Series.from_frame(str(i), f, timestamps=x, future_timestamps=y)
-                  for i, (f, x, y) in enumerate(zip(frames, xts, yts, strict=True))]
+        series = [
+            Series.from_frame(str(i), f, timestamps=x, future_timestamps=y)
+            for i, (f, x, y) in enumerate(zip(frames, xts, yts, strict=True))
+        ]
         result = mine.forecast(series, pred_len, sampling=SamplingParams(top_k=1, top_p=1.0, sample_count=1))
         np.testing.assert_array_equal(result.tokens[:, 0], ref_tokens, err_msg=f"tokens differ ({cache})")
         for a, b in zip(ref, got, strict=True):

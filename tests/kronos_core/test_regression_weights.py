@@ -36,9 +36,11 @@ def predictor():
             model = Kronos.from_pretrained("NeoQuasar/Kronos-small", revision=MODEL_REV)
             tok = KronosTokenizer.from_pretrained("NeoQuasar/Kronos-Tokenizer-base", revision=TOKENIZER_REV)
     except ValueError as exc:
-        pytest.skip(f"real weights unavailable ({exc}). Set KRONOS_WEIGHTS_DIR to a folder holding Kronos-small/ "
-                    "and Kronos-Tokenizer-base/ (config.json + model.safetensors each), or allow hub access "
-                    "(unset HF_HUB_OFFLINE)")
+        pytest.skip(
+            f"real weights unavailable ({exc}). Set KRONOS_WEIGHTS_DIR to a folder holding Kronos-small/ "
+            "and Kronos-Tokenizer-base/ (config.json + model.safetensors each), or allow hub access "
+            "(unset HF_HUB_OFFLINE)"
+        )
     return KronosPredictor(model, tok, device="cpu", max_context=512)
 
 
@@ -54,9 +56,16 @@ def test_upstream_regression_output(predictor, bars, context_len, cache):
     ctx = bars.iloc[:context_len]
     future = bars["timestamps"].iloc[context_len : context_len + len(expected)].reset_index(drop=True)
     predictor.cache = cache
-    got = predictor.predict(ctx[FIELDS].reset_index(drop=True), ctx["timestamps"].reset_index(drop=True), future,
-                            pred_len=len(expected), **GREEDY)
-    np.testing.assert_allclose(got[FIELDS].to_numpy(np.float32), expected[FIELDS].to_numpy(np.float32), rtol=1e-5)
+    got = predictor.predict(
+        ctx[FIELDS].reset_index(drop=True),
+        ctx["timestamps"].reset_index(drop=True),
+        future,
+        pred_len=len(expected),
+        **GREEDY,
+    )
+    np.testing.assert_allclose(
+        got[FIELDS].to_numpy(np.float32), expected[FIELDS].to_numpy(np.float32), rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("context_len,expected_mse", [(512, 0.008979), (256, 0.003741)])
@@ -68,8 +77,13 @@ def test_upstream_mse(predictor, bars, context_len, expected_mse):
     mses = []
     for r in rows:
         ctx, fut = bars.iloc[r - context_len : r], bars.iloc[r : r + pred_len]
-        got = predictor.predict(ctx[FIELDS].reset_index(drop=True), ctx["timestamps"].reset_index(drop=True),
-                                fut["timestamps"].reset_index(drop=True), pred_len=pred_len, **GREEDY)
+        got = predictor.predict(
+            ctx[FIELDS].reset_index(drop=True),
+            ctx["timestamps"].reset_index(drop=True),
+            fut["timestamps"].reset_index(drop=True),
+            pred_len=pred_len,
+            **GREEDY,
+        )
         ohlc = ["open", "high", "low", "close"]
         mses.append(float(np.mean((got[ohlc].to_numpy(np.float32) - fut[ohlc].to_numpy(np.float32)) ** 2)))
     assert abs(np.mean(mses) - expected_mse) <= 1e-6

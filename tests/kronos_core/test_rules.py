@@ -34,7 +34,9 @@ def stamps(*xs):
 def test_out_of_range_timestamps_raise_instead_of_wrapping(unit, year):
     """Regression: a cast to datetime64[ns] wrapped year 3000 to 1830 and 1600 to 2184."""
     values = np.array(["2024-01-02", f"{year}-01-03"], dtype=f"datetime64[{unit}]")
-    with pytest.raises(RuleError, match=rf"timestamps\[1\] = {year}-01-03 is outside the supported range") as e:
+    with pytest.raises(
+        RuleError, match=rf"timestamps\[1\] = {year}-01-03 is outside the supported range"
+    ) as e:
         as_stamps(values)
     assert e.value.issue.code == "timestamp_out_of_range" and e.value.issue.row == 1
 
@@ -55,8 +57,12 @@ def test_series_rejects_year_3000_before_the_model_sees_it():
     with pytest.raises(ValueError, match=r"series 'X': timestamps\[0\] = 3000-01-01 is outside"):
         Series("X", far, s.values, s.future_timestamps)
     with pytest.raises(ValueError, match=r"future_timestamps\[2\] = 2300-01-01 is outside"):
-        Series("X", s.timestamps, s.values,
-               np.array(["2024-03-01", "2024-03-02", "2300-01-01"], dtype="datetime64[D]"))
+        Series(
+            "X",
+            s.timestamps,
+            s.values,
+            np.array(["2024-03-01", "2024-03-02", "2300-01-01"], dtype="datetime64[D]"),
+        )
 
 
 def test_order_issues_name_the_index():
@@ -70,10 +76,17 @@ def good_values(n=30):
     return synthetic_ohlcv(n, seed=2)[["open", "high", "low", "close", "volume", "amount"]].to_numpy().copy()
 
 
-@pytest.mark.parametrize("row,col,value,code", [
-    (4, 3, np.nan, "non_finite"), (4, 0, 2e15, "value_too_large"), (4, 2, 0.0, "non_positive_price"),
-    (4, 0, -1.0, "non_positive_price"), (4, 4, -5.0, "negative_volume"), (4, 5, -5.0, "negative_volume"),
-])
+@pytest.mark.parametrize(
+    "row,col,value,code",
+    [
+        (4, 3, np.nan, "non_finite"),
+        (4, 0, 2e15, "value_too_large"),
+        (4, 2, 0.0, "non_positive_price"),
+        (4, 0, -1.0, "non_positive_price"),
+        (4, 4, -5.0, "negative_volume"),
+        (4, 5, -5.0, "negative_volume"),
+    ],
+)
 def test_each_candle_rule(row, col, value, code):
     v = good_values()
     v[row, col] = value
@@ -122,9 +135,11 @@ def test_fill_rule_amount_without_volume_is_an_issue():
 def test_series_refuses_bars_the_batch_job_rejects():
     """Regression: the core and the endpoint accepted bars the job quarantined."""
     s = synthetic_series("X", 30, 3)
-    for col, value, match in ((2, 0.0, "low = 0 at row 7: prices must be > 0"),
-                              (4, -1.0, "volume = -1 at row 7: volume and amount must be >= 0"),
-                              (1, 0.5, "high 0.5 < max")):
+    for col, value, match in (
+        (2, 0.0, "low = 0 at row 7: prices must be > 0"),
+        (4, -1.0, "volume = -1 at row 7: volume and amount must be >= 0"),
+        (1, 0.5, "high 0.5 < max"),
+    ):
         v = s.values.copy()
         v[7, col] = value
         with pytest.raises(ValueError, match=match):
@@ -132,18 +147,39 @@ def test_series_refuses_bars_the_batch_job_rejects():
 
 
 # ---------------------------------------------------------------- frequency
-@pytest.mark.parametrize("text,name", [("5min", "5min"), ("60min", "1h"), ("1H", "1h"), ("4h", "4h"), ("D", "1d"),
-                                       ("1d", "1d"), ("1W", "1w"), ("week", "1w"), ("1mo", "1mo"), ("Month", "1mo"),
-                                       ("15T", "15min")])
+@pytest.mark.parametrize(
+    "text,name",
+    [
+        ("5min", "5min"),
+        ("60min", "1h"),
+        ("1H", "1h"),
+        ("4h", "4h"),
+        ("D", "1d"),
+        ("1d", "1d"),
+        ("1W", "1w"),
+        ("week", "1w"),
+        ("1mo", "1mo"),
+        ("Month", "1mo"),
+        ("15T", "15min"),
+    ],
+)
 def test_frequency_spellings(text, name):
     assert parse_frequency(text).name == name
 
 
-@pytest.mark.parametrize("text,match", [
-    ("0min", "the count must be a whole number >= 1"), ("-5min", "the count must be a whole number >= 1"),
-    ("1000000D", "only one-day bars are supported"), ("1m", "ambiguous"), ("7min", "does not divide a day"),
-    ("B", "calendar 'weekdays'"), ("24h", "shorter than a day"), ("fortnight", "unknown unit"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("0min", "the count must be a whole number >= 1"),
+        ("-5min", "the count must be a whole number >= 1"),
+        ("1000000D", "only one-day bars are supported"),
+        ("1m", "ambiguous"),
+        ("7min", "does not divide a day"),
+        ("B", "calendar 'weekdays'"),
+        ("24h", "shorter than a day"),
+        ("fortnight", "unknown unit"),
+    ],
+)
 def test_frequency_errors_name_the_value_and_the_fix(text, match):
     with pytest.raises(RuleError, match=match) as e:
         parse_frequency(text)
@@ -154,7 +190,8 @@ def test_frequency_errors_name_the_value_and_the_fix(text, match):
 # ---------------------------------------------------------------- calendars
 def test_exchange_calendar_daily_intraday_and_lunch():
     assert list(MarketCalendar("XNYS", "1d").next_bars("2024-07-02", 3)) == list(
-        stamps("2024-07-03", "2024-07-05", "2024-07-08"))  # July 4th
+        stamps("2024-07-03", "2024-07-05", "2024-07-08")
+    )  # July 4th
     hk = MarketCalendar("XHKG", "30min").next_bars("2024-03-01 11:30", 3)
     assert list(hk) == list(stamps("2024-03-01 12:00", "2024-03-01 13:30", "2024-03-01 14:00"))
     assert len(MarketCalendar("XNYS", "5min").bars("2024-06-28", "2024-06-28 23:59")) == 78
@@ -164,13 +201,16 @@ def test_fx_calendar_has_no_weekend_bars():
     """Regression: hourly EURUSD on a fixed grid forecast twelve stamps inside the weekend closure."""
     fx = MarketCalendar("FX", "1h")  # stamps in UTC; New York summer time (EDT) in June
     nxt = fx.next_bars("2024-06-28 19:00", 4)
-    assert list(nxt) == list(stamps("2024-06-28 20:00", "2024-06-28 21:00", "2024-06-30 22:00",
-                                    "2024-06-30 23:00"))
+    assert list(nxt) == list(
+        stamps("2024-06-28 20:00", "2024-06-28 21:00", "2024-06-30 22:00", "2024-06-30 23:00")
+    )
     winter = MarketCalendar("FX", "1h").next_bars("2024-01-05 21:00", 2)  # EST: closes 22:00 UTC, opens 23:00
     assert list(winter) == list(stamps("2024-01-05 22:00", "2024-01-07 23:00"))
     week = fx.bars("2024-06-24", "2024-07-01")
     assert not any(pd.Timestamp(t).dayofweek == 5 for t in week)  # no Saturday bar
-    assert fx.count("2024-06-24 00:00", "2024-06-30 23:59") == 4 * 24 + 22 + 2  # Mon 00:00 .. Fri 21:00, Sun 22-23
+    assert (
+        fx.count("2024-06-24 00:00", "2024-06-30 23:59") == 4 * 24 + 22 + 2
+    )  # Mon 00:00 .. Fri 21:00, Sun 22-23
     ny = MarketCalendar("FX", "1h", timezone="America/New_York").next_bars("2024-06-28 16:00", 2)
     assert list(ny) == list(stamps("2024-06-28 17:00", "2024-06-30 18:00"))
     assert MarketCalendar("FX", "1d").next_bars("2024-06-28", 1)[0] == np.datetime64("2024-07-01", "ns")
@@ -184,7 +224,9 @@ def test_hourly_eurusd_fits_the_fx_calendar_not_a_24_7_grid():
 
 
 def test_crypto_weekdays_weekly_monthly():
-    assert list(MarketCalendar("24/7", "1d").next_bars("2024-06-28", 2)) == list(stamps("2024-06-29", "2024-06-30"))
+    assert list(MarketCalendar("24/7", "1d").next_bars("2024-06-28", 2)) == list(
+        stamps("2024-06-29", "2024-06-30")
+    )
     assert list(MarketCalendar("weekdays", "1d").next_bars("2024-06-28", 1)) == list(stamps("2024-07-01"))
     monthly = MarketCalendar("24/7", "1mo").next_bars("2024-11-01", 3)  # monthly BTC bars
     assert list(monthly) == list(stamps("2024-12-01", "2025-01-01", "2025-02-01"))
@@ -217,10 +259,18 @@ def test_calendar_errors():
 def test_old_history_and_last_completed_session():
     assert MarketCalendar("XNYS").count("1999-01-04", "1999-01-08") == 5  # before exchange_calendars' default
     utc = pd.Timestamp
-    assert MarketCalendar("XNYS").last_completed_session(utc("2024-07-01 21:00", tz="UTC")) == dt.date(2024, 7, 1)
-    assert MarketCalendar("XNYS").last_completed_session(utc("2024-07-01 19:00", tz="UTC")) == dt.date(2024, 6, 28)
-    assert MarketCalendar("FX").last_completed_session(utc("2024-06-30 12:00", tz="UTC")) == dt.date(2024, 6, 28)
-    assert MarketCalendar("24/7").last_completed_session(utc("2024-06-30 12:00", tz="UTC")) == dt.date(2024, 6, 29)
+    assert MarketCalendar("XNYS").last_completed_session(utc("2024-07-01 21:00", tz="UTC")) == dt.date(
+        2024, 7, 1
+    )
+    assert MarketCalendar("XNYS").last_completed_session(utc("2024-07-01 19:00", tz="UTC")) == dt.date(
+        2024, 6, 28
+    )
+    assert MarketCalendar("FX").last_completed_session(utc("2024-06-30 12:00", tz="UTC")) == dt.date(
+        2024, 6, 28
+    )
+    assert MarketCalendar("24/7").last_completed_session(utc("2024-06-30 12:00", tz="UTC")) == dt.date(
+        2024, 6, 29
+    )
 
 
 # ---------------------------------------------------------------- quantiles and forecast summaries
@@ -243,8 +293,9 @@ def test_constant_series_is_flat_not_up(predictor):
     """Regression: OHLC 10.0 for 200 bars got p_up = 1.0 from a 3e-6 rounding error."""
     ts = MarketCalendar("XNYS", "1d").next_bars("2023-01-01", 205)
     values = np.tile([10.0, 10.0, 10.0, 10.0, 1000.0, 10000.0], (200, 1))
-    res = predictor.forecast([Series("FLAT", ts[:200], values, ts[200:])],
-                             sampling=SamplingParams(sample_count=16, seed=1))
+    res = predictor.forecast(
+        [Series("FLAT", ts[:200], values, ts[200:])], sampling=SamplingParams(sample_count=16, seed=1)
+    )
     assert np.abs(res.paths[0, :, -1, 3] - 10.0).max() < 1e-4  # the model moved it by rounding only
     assert res.p_up[0] == 0.0 and res.p_flat[0] == 1.0
 

@@ -34,10 +34,17 @@ def snapshot(path) -> dict:
 
 def job_config(bars_url: str, out_url: str, **over) -> JobConfig:
     """A small fast job: tiny model, short lookback, few samples."""
-    cfg = {"as_of": AS_OF, "lookback": 48, "pred_len": 4,
-           "input": {"url": bars_url}, "output": {"url": out_url},
-           "model": TINY, "sampling": {"sample_count": 4, "seed": 7},
-           "validation": {"min_history": 24}, "compute": {"concurrency": 1, "batch_size": 32}}
+    cfg = {
+        "as_of": AS_OF,
+        "lookback": 48,
+        "pred_len": 4,
+        "input": {"url": bars_url},
+        "output": {"url": out_url},
+        "model": TINY,
+        "sampling": {"sample_count": 4, "seed": 7},
+        "validation": {"min_history": 24},
+        "compute": {"concurrency": 1, "batch_size": 32},
+    }
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict):
             cfg[k] = {**cfg[k], **v}
@@ -63,12 +70,23 @@ def moto_s3():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # the OS picks the port
     server.start()
     endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-    storage = StorageConfig(endpoint_url=endpoint, region="us-east-1", key="testing", secret="testing",
-                            retries=1, retry_backoff_s=0.05)
+    storage = StorageConfig(
+        endpoint_url=endpoint,
+        region="us-east-1",
+        key="testing",
+        secret="testing",
+        retries=1,
+        retry_backoff_s=0.05,
+    )
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket="bkt")
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="bkt")
     yield storage, endpoint
     server.stop()
 
@@ -86,18 +104,40 @@ def seaweed_s3(tmp_path_factory):
 
     for attempt in range(3):
         data = tmp_path_factory.mktemp("seaweed")
-        ports = {k: free_port(also_plus=10000) for k in ("master", "volume", "filer", "s3", "webdav", "admin")}
-        cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
-               "-admin.ui=false", "-bucket=bkt", f"-master.port={ports['master']}",
-               f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}",
-               f"-webdav.port={ports['webdav']}", f"-admin.port={ports['admin']}", "-s3.port.iceberg=0",
-               "-s3.port.lance=0"]
+        ports = {
+            k: free_port(also_plus=10000) for k in ("master", "volume", "filer", "s3", "webdav", "admin")
+        }
+        cmd = [
+            weed,
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-admin.ui=false",
+            "-bucket=bkt",
+            f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-filer.port={ports['filer']}",
+            f"-s3.port={ports['s3']}",
+            f"-webdav.port={ports['webdav']}",
+            f"-admin.port={ports['admin']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
         log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed in teardown
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         endpoint = f"http://127.0.0.1:{ports['s3']}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="any",
-                          aws_secret_access_key="any")
-        up = _wait_until(lambda: s3.head_bucket(Bucket="bkt"), proc, 60)  # list_buckets is empty to anonymous
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="any",
+            aws_secret_access_key="any",
+        )
+        up = _wait_until(
+            lambda c=s3: c.head_bucket(Bucket="bkt"), proc, 60
+        )  # list_buckets: empty to anonymous
         if up:
             break
         proc.kill()

@@ -30,8 +30,16 @@ MODEL = "random:test"
 
 def publish(root, run_id, as_of, values, expected=None):
     rec = write_staged(pa.table({"symbol": ["A", "B"], "v": values}), root, ST, run_id, "forecasts")
-    return commit_partition(root, ST, run_id, as_of, MODEL, {"forecasts": rec.to_pylist()},
-                            {"forecasts": expected}, {"note": "test"})
+    return commit_partition(
+        root,
+        ST,
+        run_id,
+        as_of,
+        MODEL,
+        {"forecasts": rec.to_pylist()},
+        {"forecasts": expected},
+        {"note": "test"},
+    )
 
 
 def test_replace_one_partition_and_leave_the_other(tmp_path):

@@ -14,24 +14,27 @@ def make(**over):
     return JobConfig.model_validate({**BASE, **over})
 
 
-@pytest.mark.parametrize("over, field", [
-    ({"compute": {"concurency": 2}}, "compute.concurency"),
-    ({"calendar": {"name": "NYSEX"}}, "unknown calendar 'NYSEX'"),
-    ({"calendar": {"exchange": "XNYS"}}, "calendar.exchange"),
-    ({"calendar": {"freq": "7min"}}, "frequency '7min': 7 minutes does not divide a day"),
-    ({"calendar": {"freq": "0min"}}, "frequency '0min': the count must be a whole number >= 1"),
-    ({"sampling": {"top_p": 1.5}}, "top_p must be in (0, 1]"),
-    ({"sampling": {"temprature": 1.0}}, "sampling.temprature"),
-    ({"model": {"cache": "fast"}}, "cache must be one of"),
-    ({"model": {"device": "gpu"}}, "unknown device 'gpu'"),
-    ({"validation": {"max_price_ratio": 0.5}}, "validation.max_price_ratio"),
-    ({"as_of": "yesterday-ish"}, "as_of"),
-    ({"lookback": 16, "validation": {"min_history": 32}}, "min_history"),
-    ({"output": {"url": "/o", "quantiles": [0.5, 1.5]}}, "output.quantiles[1] = 1.5"),
-    ({"compute": {"num_gpus": 1.5}}, "num_gpus"),
-    ({"storage": {"endpoint_url": "127.0.0.1:9000"}}, "storage.endpoint_url"),
-    ({"universe": {"symbols": ["A"], "file": "u.txt"}}, "universe"),
-])
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"compute": {"concurency": 2}}, "compute.concurency"),
+        ({"calendar": {"name": "NYSEX"}}, "unknown calendar 'NYSEX'"),
+        ({"calendar": {"exchange": "XNYS"}}, "calendar.exchange"),
+        ({"calendar": {"freq": "7min"}}, "frequency '7min': 7 minutes does not divide a day"),
+        ({"calendar": {"freq": "0min"}}, "frequency '0min': the count must be a whole number >= 1"),
+        ({"sampling": {"top_p": 1.5}}, "top_p must be in (0, 1]"),
+        ({"sampling": {"temprature": 1.0}}, "sampling.temprature"),
+        ({"model": {"cache": "fast"}}, "cache must be one of"),
+        ({"model": {"device": "gpu"}}, "unknown device 'gpu'"),
+        ({"validation": {"max_price_ratio": 0.5}}, "validation.max_price_ratio"),
+        ({"as_of": "yesterday-ish"}, "as_of"),
+        ({"lookback": 16, "validation": {"min_history": 32}}, "min_history"),
+        ({"output": {"url": "/o", "quantiles": [0.5, 1.5]}}, "output.quantiles[1] = 1.5"),
+        ({"compute": {"num_gpus": 1.5}}, "num_gpus"),
+        ({"storage": {"endpoint_url": "127.0.0.1:9000"}}, "storage.endpoint_url"),
+        ({"universe": {"symbols": ["A"], "file": "u.txt"}}, "universe"),
+    ],
+)
 def test_bad_fields_name_the_field(over, field):
     with pytest.raises(ValidationError) as e:
         make(**over)
@@ -52,8 +55,11 @@ def test_defaults_and_json_masks_secret():
 
     cfg = make(storage={"key": "k", "secret": "s3cr3t"})
     assert cfg.calendar.name == defaults.CALENDAR and cfg.compute.num_gpus == 0
-    assert (cfg.lookback, cfg.pred_len, cfg.sampling.sample_count) == (defaults.LOOKBACK, defaults.PRED_LEN,
-                                                                        defaults.SAMPLE_COUNT)
+    assert (cfg.lookback, cfg.pred_len, cfg.sampling.sample_count) == (
+        defaults.LOOKBACK,
+        defaults.PRED_LEN,
+        defaults.SAMPLE_COUNT,
+    )
     assert tuple(cfg.output.quantiles) == defaults.QUANTILES and cfg.model.model == defaults.MODEL
     assert cfg.to_json_dict()["storage"]["secret"] == "***"
     assert "s3cr3t" not in str(cfg.to_json_dict())
@@ -79,6 +85,18 @@ def test_universe_file(tmp_path):
 
 def test_run_summary_to_dict():
     d = RunSummary(run_id="r", as_of="2024-06-28").to_dict()
-    for k in ("run_id", "as_of", "assets_read", "assets_forecast", "assets_rejected", "rows_written", "wall_s",
-              "series_per_s", "output_url", "manifest_url", "rejected_url", "bytes_read"):
+    for k in (
+        "run_id",
+        "as_of",
+        "assets_read",
+        "assets_forecast",
+        "assets_rejected",
+        "rows_written",
+        "wall_s",
+        "series_per_s",
+        "output_url",
+        "manifest_url",
+        "rejected_url",
+        "bytes_read",
+    ):
         assert k in d

@@ -49,10 +49,20 @@ def runs(ray_local, market, tmp_path_factory):
     earlier = run_job(job_config(market.url, out, as_of="2024-06-20"))
     other_before = snapshot(partition_path(out, "forecasts", "2024-06-20", MODEL))
     marker = str(tmp_path_factory.mktemp("fault") / "killed")
-    again = run_job(job_config(market.url, out, compute={"concurrency": 2, "batch_size": 5}),
-                    actor_cls=dying_actor(marker))
-    return dict(out=out, first=first, first_rows=first_rows, earlier=earlier, again=again,
-                other_before=other_before, marker=marker, market_broken=market.broken)
+    again = run_job(
+        job_config(market.url, out, compute={"concurrency": 2, "batch_size": 5}),
+        actor_cls=dying_actor(marker),
+    )
+    return dict(
+        out=out,
+        first=first,
+        first_rows=first_rows,
+        earlier=earlier,
+        again=again,
+        other_before=other_before,
+        marker=marker,
+        market_broken=market.broken,
+    )
 
 
 def test_counts_and_quarantine(runs, market):
@@ -65,15 +75,44 @@ def test_counts_and_quarantine(runs, market):
     fc = runs["first_rows"]
     assert set(fc["symbol"]) == set(market.healthy)
     assert not fc.duplicated(["symbol", "step"]).any() and sorted(fc["step"].unique()) == [1, 2, 3, 4]
-    for col in ("open", "high", "low", "close", "volume", "amount", "close_q10", "close_q50", "close_q90", "p_up",
-                "run_id", "model", "model_sha256", "tokenizer", "temperature", "top_p", "sample_count", "seed",
-                "lookback", "pred_len", "code_version", "device", "dtype", "created_at", "as_of", "timestamp"):
+    for col in (
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "amount",
+        "close_q10",
+        "close_q50",
+        "close_q90",
+        "p_up",
+        "run_id",
+        "model",
+        "model_sha256",
+        "tokenizer",
+        "temperature",
+        "top_p",
+        "sample_count",
+        "seed",
+        "lookback",
+        "pred_len",
+        "code_version",
+        "device",
+        "dtype",
+        "created_at",
+        "as_of",
+        "timestamp",
+    ):
         assert col in fc.columns, col
     assert (fc["run_id"] == s.run_id).all() and (fc["model"] == "random:test:0").all()
     assert ((fc["close_q10"] <= fc["close_q50"]) & (fc["close_q50"] <= fc["close_q90"])).all()
     assert {"p_flat", "flags", "lag_bars"} <= set(fc.columns) and (fc["p_up"] + fc["p_flat"] <= 1).all()
-    assert rej.loc[rej["symbol"] == next(k for k, v in market.broken.items() if v == "price_jump"),
-                   "reject_reason"].item() == "price_jump"  # the 1e6x bar is quarantined, not forecast
+    assert (
+        rej.loc[
+            rej["symbol"] == next(k for k, v in market.broken.items() if v == "price_jump"), "reject_reason"
+        ].item()
+        == "price_jump"
+    )  # the 1e6x bar is quarantined, not forecast
 
 
 def test_every_step_is_a_bar_after_as_of_even_for_a_lagged_asset(runs, market):
@@ -96,7 +135,9 @@ def test_no_look_ahead_and_calendar_future(runs, market):
     np.testing.assert_allclose(last.to_numpy(), at.loc[last.index].to_numpy())
     steps = fc[fc["symbol"] == fc["symbol"].iloc[0]].sort_values("step")["timestamp"].dt.strftime("%m-%d")
     assert list(steps) == ["06-21", "06-24", "06-25", "06-26"]  # weekend skipped
-    m = json.loads(Path(partition_path(runs["out"], "forecasts", "2024-06-20", MODEL), "_manifest.json").read_text())
+    m = json.loads(
+        Path(partition_path(runs["out"], "forecasts", "2024-06-20", MODEL), "_manifest.json").read_text()
+    )
     assert max(f["path"].split("date=")[1][:10] for f in m["input"]["files"]) == "2024-06-20"
 
 
@@ -139,7 +180,11 @@ def test_universe_file_missing_symbol_and_empty_symbol_are_reported(ray_local, t
     assert s.assets_read == 4 and s.assets_forecast == 2
     rej = read_partition(str(tmp_path / "out"), "rejected", AS_OF, MODEL)
     got = dict(zip(rej["symbol"], rej["reject_reason"], strict=True))
-    assert got == {"GHOST": "no_data", "S0000": "non_finite", "": "empty_symbol;too_short;duplicate_timestamps"}
+    assert got == {
+        "GHOST": "no_data",
+        "S0000": "non_finite",
+        "": "empty_symbol;too_short;duplicate_timestamps",
+    }
 
 
 def test_intraday_hkex_job_lunch_break_and_holiday(ray_local, tmp_path):
@@ -148,10 +193,26 @@ def test_intraday_hkex_job_lunch_break_and_holiday(ray_local, tmp_path):
     from pipeline import write_synthetic_market
 
     cal = {"name": "XHKG", "freq": "30min"}
-    m = write_synthetic_market(str(tmp_path / "bars"), n_symbols=4, n_bars=80, min_bars=80, broken=False,
-                               calendar=MarketCalendar(**cal), end="2024-06-28")
+    m = write_synthetic_market(
+        str(tmp_path / "bars"),
+        n_symbols=4,
+        n_bars=80,
+        min_bars=80,
+        broken=False,
+        calendar=MarketCalendar(**cal),
+        end="2024-06-28",
+    )
     s = run_job(job_config(m.url, str(tmp_path / "out"), as_of="2024-06-28 16:00", calendar=cal, pred_len=6))
-    assert s.assets_forecast == 4 and s.output_url.endswith("as_of_tag=2024-06-28T16-00-00/model_tag=random-test")
+    assert s.assets_forecast == 4 and s.output_url.endswith(
+        "as_of_tag=2024-06-28T16-00-00/model_tag=random-test"
+    )
     fc = read_partition(str(tmp_path / "out"), "forecasts", "2024-06-28 16:00", MODEL)
     stamps = fc[fc["symbol"] == "S0000"].sort_values("step")["timestamp"].dt.strftime("%m-%d %H:%M").tolist()
-    assert stamps == ["07-02 10:00", "07-02 10:30", "07-02 11:00", "07-02 11:30", "07-02 12:00", "07-02 13:30"]
+    assert stamps == [
+        "07-02 10:00",
+        "07-02 10:30",
+        "07-02 11:00",
+        "07-02 11:30",
+        "07-02 12:00",
+        "07-02 13:30",
+    ]

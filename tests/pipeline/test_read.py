@@ -29,7 +29,17 @@ def test_date_layout_prunes_partitions_and_never_reads_after_as_of(market):
     assert 0 < plan.bytes_read < total * len(inside) / len(dates) * 1.05
     df = _read(plan, market.url, start, as_of, None)
     assert df["timestamp"].max() <= as_of and df["timestamp"].min() >= start
-    assert set(df.columns) >= {"symbol", "timestamp", "open", "high", "low", "close", "volume", "amount", "_ord"}
+    assert set(df.columns) >= {
+        "symbol",
+        "timestamp",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "amount",
+        "_ord",
+    }
 
 
 def test_universe_prunes_row_groups_and_rows(tmp_path):
@@ -71,13 +81,26 @@ def _write_us_market(tmp_path):
     import pyarrow.parquet as pq
 
     url = tmp_path / "bars"
-    rows = {"2024-06-26": [("S1", "2024-06-26"), ("S2", "2024-06-26")],
-            "2024-06-27": [("S1", "3000-01-01"), ("S1", "1600-01-01"), ("S2", "2024-06-27"), ("", "2024-06-27"),
-                           (None, "2024-06-27")]}
+    rows = {
+        "2024-06-26": [("S1", "2024-06-26"), ("S2", "2024-06-26")],
+        "2024-06-27": [
+            ("S1", "3000-01-01"),
+            ("S1", "1600-01-01"),
+            ("S2", "2024-06-27"),
+            ("", "2024-06-27"),
+            (None, "2024-06-27"),
+        ],
+    }
     for day, rs in rows.items():
-        t = pa.table({"symbol": pa.array([r[0] for r in rs], pa.string()),
-                      "timestamp": pa.array(np.array([r[1] for r in rs], dtype="datetime64[us]"), pa.timestamp("us")),
-                      **{c: [10.0] * len(rs) for c in ("open", "high", "low", "close", "volume", "amount")}})
+        t = pa.table(
+            {
+                "symbol": pa.array([r[0] for r in rs], pa.string()),
+                "timestamp": pa.array(
+                    np.array([r[1] for r in rs], dtype="datetime64[us]"), pa.timestamp("us")
+                ),
+                **{c: [10.0] * len(rs) for c in ("open", "high", "low", "close", "volume", "amount")},
+            }
+        )
         (url / f"date={day}").mkdir(parents=True)
         pq.write_table(t, url / f"date={day}" / "part-0.parquet")
     return str(url)

@@ -34,7 +34,9 @@ def assert_published(fs, out_url, summary, n_forecast):
 
 def test_job_on_moto_s3(ray_local, moto_s3):
     storage, endpoint = moto_s3
-    m = write_synthetic_market("s3://bkt/moto/bars", n_symbols=16, n_bars=60, end=AS_OF, storage=storage, seed=5)
+    m = write_synthetic_market(
+        "s3://bkt/moto/bars", n_symbols=16, n_bars=60, end=AS_OF, storage=storage, seed=5
+    )
     out = "s3://bkt/moto/out"
     s = run_job(job_config(m.url, out, storage=storage.model_dump()))
     n_ok = len(m.healthy)
@@ -49,8 +51,12 @@ def test_job_on_moto_s3(ray_local, moto_s3):
 
 def test_credentials_from_aws_environment(moto_s3, monkeypatch):
     storage, endpoint = moto_s3
-    for k, v in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     fs = filesystem("s3://bkt/env")
     fs.pipe_file("bkt/env/hello", b"hi")
@@ -64,7 +70,9 @@ def test_lock_and_permanent_error_on_s3(moto_s3):
     commit_partition(root, storage, "r1", AS_OF, MODEL, {"forecasts": rec}, {"forecasts": None}, {})
     fs = filesystem(root, storage)
     lock = "bkt/locks/_locks/as_of_tag=2024-06-28/model_tag=random-test/LOCK"
-    fs.pipe_file(lock, json.dumps({"run_id": "other", "since": pd.Timestamp.now(tz="UTC").isoformat()}).encode())
+    fs.pipe_file(
+        lock, json.dumps({"run_id": "other", "since": pd.Timestamp.now(tz="UTC").isoformat()}).encode()
+    )
     rec2 = write_staged(pa.table({"symbol": ["A"], "v": [2.0]}), root, storage, "r2", "forecasts").to_pylist()
     with pytest.raises(PartitionLockedError, match="run 'other'"):
         commit_partition(root, storage, "r2", AS_OF, MODEL, {"forecasts": rec2}, {"forecasts": "r1"}, {})
@@ -86,7 +94,9 @@ def test_job_permanent_error_publishes_nothing(ray_local, moto_s3, market, tmp_p
 @pytest.mark.timeout(400)
 def test_job_end_to_end_on_seaweedfs(ray_local, seaweed_s3):
     storage, endpoint = seaweed_s3
-    m = write_synthetic_market("s3://bkt/sw/bars", n_symbols=15, n_bars=60, end=AS_OF, storage=storage, seed=9)
+    m = write_synthetic_market(
+        "s3://bkt/sw/bars", n_symbols=15, n_bars=60, end=AS_OF, storage=storage, seed=9
+    )
     out = "s3://bkt/sw/out"
     first = run_job(job_config(m.url, out, storage=storage.model_dump()))
     assert first.assets_forecast == 4 and first.assets_rejected == len(m.broken) == 11
@@ -112,12 +122,23 @@ def test_transient_outage_is_retried_against_a_real_server():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     port = server.get_host_and_port()[1]
-    storage = StorageConfig(endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1", key="testing",
-                            secret="testing", retries=6, retry_backoff_s=0.2)
+    storage = StorageConfig(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region="us-east-1",
+        key="testing",
+        secret="testing",
+        retries=6,
+        retry_backoff_s=0.2,
+    )
     import boto3
 
-    boto3.client("s3", endpoint_url=storage.endpoint_url, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket="flaky")
+    boto3.client(
+        "s3",
+        endpoint_url=storage.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="flaky")
     fs = filesystem("s3://flaky", storage)
     fs.pipe_file("flaky/obj", b"payload")
     server.stop()  # outage: connection refused (the server comes back on the same address below)

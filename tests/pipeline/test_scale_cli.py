@@ -15,10 +15,20 @@ from .conftest import AS_OF, job_config
 @pytest.mark.slow  # ~30 s of forecasting on 2 cores: the scale check, not a behaviour the default tier needs
 @pytest.mark.timeout(400)
 def test_two_thousand_assets(ray_local, tmp_path):
-    m = write_synthetic_market(str(tmp_path / "bars"), n_symbols=2000, n_bars=40, min_bars=30, end=AS_OF, seed=11)
-    s = run_job(job_config(m.url, str(tmp_path / "out"), lookback=32, pred_len=2,
-                           validation={"min_history": 24}, sampling={"sample_count": 2},
-                           compute={"concurrency": 2, "batch_size": 256}))
+    m = write_synthetic_market(
+        str(tmp_path / "bars"), n_symbols=2000, n_bars=40, min_bars=30, end=AS_OF, seed=11
+    )
+    s = run_job(
+        job_config(
+            m.url,
+            str(tmp_path / "out"),
+            lookback=32,
+            pred_len=2,
+            validation={"min_history": 24},
+            sampling={"sample_count": 2},
+            compute={"concurrency": 2, "batch_size": 256},
+        )
+    )
     n_bad = len(m.broken)
     assert s.assets_read == 2000 and s.assets_rejected == n_bad and s.assets_forecast == 2000 - n_bad
     assert s.rows_written == (2000 - n_bad) * 2 and s.series_per_s > 0
@@ -37,11 +47,26 @@ def test_cli_runs_a_job(market, tmp_path):
     """A separate process: kronos-batch starts (and stops) its own local Ray."""
     cfg = tmp_path / "job.yaml"
     cfg.write_text(json.dumps(job_config(market.url, str(tmp_path / "out")).model_dump(mode="json")))
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "--config", str(cfg), "--as-of", AS_OF,
-                        "--set", "sampling.seed=3", "--json", "--no-progress"],
-                       capture_output=True, text=True, timeout=280,
-                       env={**__import__("os").environ, "RAY_AUTH_MODE": "disabled"})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "--config",
+            str(cfg),
+            "--as-of",
+            AS_OF,
+            "--set",
+            "sampling.seed=3",
+            "--json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**__import__("os").environ, "RAY_AUTH_MODE": "disabled"},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout[r.stdout.index("{"):])
+    out = json.loads(r.stdout[r.stdout.index("{") :])
     assert out["assets_forecast"] == len(market.healthy)
     assert out["output_url"].endswith("as_of_tag=2024-06-28/model_tag=random-test")

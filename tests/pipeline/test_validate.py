@@ -34,22 +34,56 @@ def test_good_series_is_valid():
 
 
 def _breaks():
-    def nan(t, v): v[5, 3] = np.nan
-    def inf(t, v): v[5, 0] = np.inf
-    def zero(t, v): v[5, 2] = 0
-    def neg(t, v): v[5, 0] = -1
-    def high(t, v): v[5, 1] = min(v[5, 0], v[5, 3]) * 0.99
-    def low(t, v): v[5, 2] = max(v[5, 0], v[5, 3]) * 1.01
-    def vol(t, v): v[5, 4] = -1
-    def big(t, v): v[5, 5] = 1e16
-    def jump(t, v): v[20, :4] *= 1e6  # the issue's case: one bar a million times the price
-    def dup(t, v): t[6] = t[5]
-    def unsorted(t, v): t[5], t[6] = t[6].copy(), t[5].copy()
-    def saturday(t, v): t[10] = np.datetime64("2024-06-01", "ns")
-    return {"non_finite": nan, "non_finite ": inf, "non_positive_price": zero, "non_positive_price ": neg,
-            "high_below_open_close": high, "low_above_open_close": low, "negative_volume": vol,
-            "value_too_large": big, "price_jump": jump, "duplicate_timestamps": dup,
-            "unsorted_timestamps": unsorted, "off_calendar": saturday}
+    def nan(t, v):
+        v[5, 3] = np.nan
+
+    def inf(t, v):
+        v[5, 0] = np.inf
+
+    def zero(t, v):
+        v[5, 2] = 0
+
+    def neg(t, v):
+        v[5, 0] = -1
+
+    def high(t, v):
+        v[5, 1] = min(v[5, 0], v[5, 3]) * 0.99
+
+    def low(t, v):
+        v[5, 2] = max(v[5, 0], v[5, 3]) * 1.01
+
+    def vol(t, v):
+        v[5, 4] = -1
+
+    def big(t, v):
+        v[5, 5] = 1e16
+
+    def jump(t, v):
+        v[20, :4] *= 1e6  # the issue's case: one bar a million times the price
+
+    def dup(t, v):
+        t[6] = t[5]
+
+    def unsorted(t, v):
+        t[5], t[6] = t[6].copy(), t[5].copy()
+
+    def saturday(t, v):
+        t[10] = np.datetime64("2024-06-01", "ns")
+
+    return {
+        "non_finite": nan,
+        "non_finite ": inf,
+        "non_positive_price": zero,
+        "non_positive_price ": neg,
+        "high_below_open_close": high,
+        "low_above_open_close": low,
+        "negative_volume": vol,
+        "value_too_large": big,
+        "price_jump": jump,
+        "duplicate_timestamps": dup,
+        "unsorted_timestamps": unsorted,
+        "off_calendar": saturday,
+    }
 
 
 @pytest.mark.parametrize("reason", list(_breaks()))
@@ -81,11 +115,20 @@ def test_short_stale_gaps_symbol_and_read_issues():
 def _asset_rows(t, v, symbol="X", volume=True, amount=True):
     cols = {c: v[:, i] for i, c in enumerate(["open", "high", "low", "close"])}
     n = len(t)
-    return window_group(pa.table({
-        "symbol": [symbol] * n, "timestamp": pa.array(t, pa.timestamp("ns")), **cols,
-        "volume": v[:, 4] if volume else pa.nulls(n, pa.float64()),
-        "amount": v[:, 5] if amount else pa.nulls(n, pa.float64()),
-        "_ord": np.arange(n, dtype=np.int64), "_issue": pa.array([""] * n, pa.string())}), 64)
+    return window_group(
+        pa.table(
+            {
+                "symbol": [symbol] * n,
+                "timestamp": pa.array(t, pa.timestamp("ns")),
+                **cols,
+                "volume": v[:, 4] if volume else pa.nulls(n, pa.float64()),
+                "amount": v[:, 5] if amount else pa.nulls(n, pa.float64()),
+                "_ord": np.arange(n, dtype=np.int64),
+                "_issue": pa.array([""] * n, pa.string()),
+            }
+        ),
+        64,
+    )
 
 
 def test_several_reasons_joined_and_batch_never_raises():
@@ -100,7 +143,7 @@ def test_several_reasons_joined_and_batch_never_raises():
 
 
 def test_amount_without_volume_is_quarantined_like_the_core_raises():
-    """Regression: "amount without volume" was a 422 in serving and silently zeroed in the core and the job."""
+    """Regression: "amount without volume" was a 422 in serving, silently zeroed in the core and the job."""
     t, v = good()
     row = _asset_rows(t, v, volume=False, amount=True)
     assert row["read_issues"].to_pylist() == ["amount_without_volume"]
@@ -110,10 +153,17 @@ def test_amount_without_volume_is_quarantined_like_the_core_raises():
 
 def test_window_group_keeps_delivery_order_and_fills_missing_volume():
     t, v = good(30)
-    tbl = pa.table({"symbol": ["X"] * 30, "timestamp": pa.array(t, pa.timestamp("ns")),
-                    **{c: v[:, i] for i, c in enumerate(["open", "high", "low", "close"])},
-                    "volume": pa.nulls(30, pa.float64()), "amount": pa.nulls(30, pa.float64()),
-                    "_ord": np.arange(30, dtype=np.int64)[::-1].copy(), "_issue": pa.array([""] * 30)})
+    tbl = pa.table(
+        {
+            "symbol": ["X"] * 30,
+            "timestamp": pa.array(t, pa.timestamp("ns")),
+            **{c: v[:, i] for i, c in enumerate(["open", "high", "low", "close"])},
+            "volume": pa.nulls(30, pa.float64()),
+            "amount": pa.nulls(30, pa.float64()),
+            "_ord": np.arange(30, dtype=np.int64)[::-1].copy(),
+            "_issue": pa.array([""] * 30),
+        }
+    )
     row = window_group(tbl, 10).to_pylist()[0]
     assert row["n_bars"] == 10 and not row["has_volume"] and row["read_issues"] is None
     got = np.array(row["timestamps"]).astype("datetime64[ns]")

@@ -26,11 +26,19 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
-MODELS = {"test": {"model": "random:test", "tokenizer": "random:test"},
-          "test2": {"model": "random:test:1", "tokenizer": "random:test:1", "description": "another seed"}}
+MODELS = {
+    "test": {"model": "random:test", "tokenizer": "random:test"},
+    "test2": {"model": "random:test:1", "tokenizer": "random:test:1", "description": "another seed"},
+}
 LIMITS = {"max_series": 8, "max_rows": 256, "max_pred_len": 32, "max_sample_count": 16, "max_body_mb": 1}
 # thread_min_work: the multi-series equality tests take the worker-thread path, the load test runs inline
-ARGS = {"models": MODELS, "default_model": "test", "limits": LIMITS, "torch_threads": 1, "thread_min_work": 2000}
+ARGS = {
+    "models": MODELS,
+    "default_model": "test",
+    "limits": LIMITS,
+    "torch_threads": 1,
+    "thread_min_work": 2000,
+}
 ONE_REPLICA = {"num_replicas": 1, "autoscaling_config": None}
 
 
@@ -39,9 +47,15 @@ def _deploy(port: int, batching: dict, models: dict) -> None:
     from serving.deploy import deploy, load_serve_config, override
 
     models = {**models, "broken": {"model": "/nonexistent/model", "tokenizer": "/nonexistent/tokenizer"}}
-    config = override(load_serve_config(), host="127.0.0.1", port=port, args={**ARGS, "models": models},
-                      batching=batching, forecaster={**ONE_REPLICA, "ray_actor_options": {"num_cpus": 1}},
-                      ingress=ONE_REPLICA)
+    config = override(
+        load_serve_config(),
+        host="127.0.0.1",
+        port=port,
+        args={**ARGS, "models": models},
+        batching=batching,
+        forecaster={**ONE_REPLICA, "ray_actor_options": {"num_cpus": 1}},
+        ingress=ONE_REPLICA,
+    )
     deploy(config)
 
 
@@ -75,9 +89,12 @@ def client(url):
 
 @pytest.fixture(scope="module")
 def predictors(models):
-    return {mid: KronosPredictor.from_pretrained(m["model"], m["tokenizer"], device="cpu", dtype="float32",
-                                                 max_context=m.get("max_context"))
-            for mid, m in models.items()}
+    return {
+        mid: KronosPredictor.from_pretrained(
+            m["model"], m["tokenizer"], device="cpu", dtype="float32", max_context=m.get("max_context")
+        )
+        for mid, m in models.items()
+    }
 
 
 def series_json(symbol: str, n: int, pred_len: int, seed: int = 0, freq: str = "5min") -> dict:
@@ -91,19 +108,36 @@ def series_json(symbol: str, n: int, pred_len: int, seed: int = 0, freq: str = "
 
 def to_series(s: dict) -> Series:
     vals = np.column_stack([s[f] for f in FIELDS])
-    return Series(symbol=s["symbol"], timestamps=np.array(s["timestamps"], dtype="datetime64[ns]"), values=vals,
-                  future_timestamps=np.array(s["future_timestamps"], dtype="datetime64[ns]"))
+    return Series(
+        symbol=s["symbol"],
+        timestamps=np.array(s["timestamps"], dtype="datetime64[ns]"),
+        values=vals,
+        future_timestamps=np.array(s["future_timestamps"], dtype="datetime64[ns]"),
+    )
 
 
 def request(series: list[dict], pred_len: int, seed: int = 0, sample_count: int = 4, **kw) -> dict:
-    return {"series": series, "pred_len": pred_len,
-            "sampling": {"temperature": 1.0, "top_k": 0, "top_p": 0.9, "sample_count": sample_count, "seed": seed},
-            **kw}
+    return {
+        "series": series,
+        "pred_len": pred_len,
+        "sampling": {
+            "temperature": 1.0,
+            "top_k": 0,
+            "top_p": 0.9,
+            "sample_count": sample_count,
+            "seed": seed,
+        },
+        **kw,
+    }
 
 
 def assert_equals_direct(resp: dict, req: dict, pred: KronosPredictor) -> None:
-    res = pred.forecast([to_series(x) for x in req["series"]], pred_len=req["pred_len"],
-                        sampling=SamplingParams(**req["sampling"]), quantiles=req.get("quantiles", DEFAULT_QUANTILES))
+    res = pred.forecast(
+        [to_series(x) for x in req["series"]],
+        pred_len=req["pred_len"],
+        sampling=SamplingParams(**req["sampling"]),
+        quantiles=req.get("quantiles", DEFAULT_QUANTILES),
+    )
     assert [f["symbol"] for f in resp["forecasts"]] == res.symbols and resp["sampling"] == req["sampling"]
     ci = FIELDS.index("close")
     for i, f in enumerate(resp["forecasts"]):
@@ -111,8 +145,9 @@ def assert_equals_direct(resp: dict, req: dict, pred: KronosPredictor) -> None:
         for j, field in enumerate(FIELDS):
             np.testing.assert_allclose(f["mean"][field], res.mean[i, :, j], rtol=1e-6, atol=1e-6)
         for k, q in enumerate(res.quantile_levels):
-            np.testing.assert_allclose(f["quantiles"][quantile_column(q)], res.quantiles[i, k, :, ci],
-                                       rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(
+                f["quantiles"][quantile_column(q)], res.quantiles[i, k, :, ci], rtol=1e-6, atol=1e-6
+            )
         assert math.isclose(f["p_up"], res.p_up[i], abs_tol=1e-9) and math.isclose(f["p_flat"], res.p_flat[i])
         assert f["flags"] == res.flags[i]
         assert f["last_close"] == res.last_close[i]
@@ -122,8 +157,10 @@ def test_health_models_docs(client):
     assert client.get("/healthz").json() == {"status": "ok", "models": ["broken", "ft", "test", "test2"]}
     models = client.get("/v1/models").json()
     assert models["default"] == "test"
-    assert {m["id"]: m["model"] for m in models["models"]}.items() >= {"test": "random:test",
-                                                                       "test2": "random:test:1"}.items()
+    assert {m["id"]: m["model"] for m in models["models"]}.items() >= {
+        "test": "random:test",
+        "test2": "random:test:1",
+    }.items()
     spec = client.get("/openapi.json").json()
     assert "/v1/forecast" in spec["paths"] and "ForecastRequest" in spec["components"]["schemas"]
     responses = spec["paths"]["/v1/forecast"]["post"]["responses"]
@@ -135,8 +172,16 @@ def test_health_models_docs(client):
 
 def test_forecast_equals_direct_call(client, predictors):
     # ragged lookbacks, one longer than the test model's 64-token window
-    req = request([series_json("AAA", 40, 8, seed=1), series_json("BBB", 64, 8, seed=2),
-                   series_json("CCC", 90, 8, seed=3)], pred_len=8, seed=7, quantiles=[0.1, 0.5, 0.9])
+    req = request(
+        [
+            series_json("AAA", 40, 8, seed=1),
+            series_json("BBB", 64, 8, seed=2),
+            series_json("CCC", 90, 8, seed=3),
+        ],
+        pred_len=8,
+        seed=7,
+        quantiles=[0.1, 0.5, 0.9],
+    )
     r = client.post("/v1/forecast", json=req)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -156,8 +201,9 @@ def test_model_choice_by_field_and_header(client, predictors):
 
 
 def test_finetuned_directory_model(client, predictors, models):
-    req = request([series_json("AAA", 50, 6, seed=1), series_json("BBB", 30, 6, seed=2)], pred_len=6, seed=5,
-                  model="ft")
+    req = request(
+        [series_json("AAA", 50, 6, seed=1), series_json("BBB", 30, 6, seed=2)], pred_len=6, seed=5, model="ft"
+    )
     r = client.post("/v1/forecast", json=req)
     assert r.status_code == 200, r.text
     identity = r.json()["model"]["identity"]
@@ -169,7 +215,9 @@ def test_finetuned_directory_model(client, predictors, models):
 def test_model_that_fails_to_load_is_a_500_not_a_crash(client):
     r = client.post("/v1/forecast", json=request([series_json("AAA", 20, 4)], pred_len=4, model="broken"))
     assert r.status_code == 500 and "could not be loaded" in r.json()["message"], r.text
-    assert client.post("/v1/forecast", json=request([series_json("AAA", 20, 4)], pred_len=4)).status_code == 200
+    assert (
+        client.post("/v1/forecast", json=request([series_json("AAA", 20, 4)], pred_len=4)).status_code == 200
+    )
 
 
 def test_generated_future_timestamps(client, predictors):
@@ -178,18 +226,23 @@ def test_generated_future_timestamps(client, predictors):
     r = client.post("/v1/forecast", json=request([s], pred_len=5, freq="1d", calendar="XNYS"))
     assert r.status_code == 200, r.text
     expect = MarketCalendar("XNYS", "1d").next_bars(s["timestamps"][-1], 5)
-    assert np.array(r.json()["forecasts"][0]["timestamps"], dtype="datetime64[ns]").tolist() == expect.tolist()
+    assert (
+        np.array(r.json()["forecasts"][0]["timestamps"], dtype="datetime64[ns]").tolist() == expect.tolist()
+    )
     r = client.post("/v1/forecast", json=request([s], pred_len=3, freq="1d", calendar="weekdays"))
     assert r.status_code == 200, r.text
 
 
 async def _post_many(url: str, reqs: list[dict], concurrency: int, headers=None) -> list[httpx.Response]:
     sem = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60,
-                                 limits=httpx.Limits(max_connections=concurrency)) as c:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=60, limits=httpx.Limits(max_connections=concurrency)
+    ) as c:
+
         async def one(req):
             async with sem:
                 return await c.post("/v1/forecast", json=req, headers=headers)
+
         return await asyncio.gather(*(one(r) for r in reqs))
 
 
@@ -199,8 +252,14 @@ def test_concurrent_requests_are_batched_and_equal_direct(url, predictors):
     for i in range(12):
         model = "test2" if i % 4 == 3 else "test"
         pred_len = 4 if i % 3 else 6
-        reqs.append(request([series_json("AAA", 30 + i, pred_len, seed=i), series_json(f"X{i}", 50, pred_len, seed=99)],
-                            pred_len=pred_len, seed=i % 2, model=model))
+        reqs.append(
+            request(
+                [series_json("AAA", 30 + i, pred_len, seed=i), series_json(f"X{i}", 50, pred_len, seed=99)],
+                pred_len=pred_len,
+                seed=i % 2,
+                model=model,
+            )
+        )
     resps = asyncio.run(_post_many(url, reqs, concurrency=12))
     assert all(r.status_code == 200 for r in resps), [r.text for r in resps if r.status_code != 200]
     for req, r in zip(reqs, resps, strict=True):
@@ -240,7 +299,10 @@ BAD = {
     "row count mismatch": (_bad(s_open=[1.0] * 19), "open"),
     "future count": (_bad(pred_len=5), "future_timestamps"),
     "no future stamps": (_bad(s_future_timestamps=None), "future_timestamps"),
-    "future before last": (_bad(s_future_timestamps=series_json("AAA", 20, 4)["timestamps"][:4]), "future_timestamps"),
+    "future before last": (
+        _bad(s_future_timestamps=series_json("AAA", 20, 4)["timestamps"][:4]),
+        "future_timestamps",
+    ),
     "sample_count": (_bad(sampling={"sample_count": 17}), "sample_count"),
     "temperature": (_bad(sampling={"temperature": 0}), "temperature"),
     "quantile": (_bad(quantiles=[0.5, 1.5]), "quantiles"),
@@ -256,9 +318,14 @@ BAD = {
     "amount without volume": (_bad(s_volume=None), "amount"),
     "year 3000": (_bad(s_timestamps=[f"30{i:02d}-01-01T00:00:00" for i in range(20)]), "timestamps"),
     "year 1600": (_bad(s_timestamps=[f"16{i:02d}-01-01T00:00:00" for i in range(20)]), "timestamps"),
-    "duplicate symbol": (request([series_json("AAA", 10, 4), series_json("AAA", 12, 4)], pred_len=4), "series"),
-    "empty series": (_bad(s_timestamps=[], s_open=[], s_high=[], s_low=[], s_close=[], s_volume=[],
-                          s_amount=[]), "timestamps"),
+    "duplicate symbol": (
+        request([series_json("AAA", 10, 4), series_json("AAA", 12, 4)], pred_len=4),
+        "series",
+    ),
+    "empty series": (
+        _bad(s_timestamps=[], s_open=[], s_high=[], s_low=[], s_close=[], s_volume=[], s_amount=[]),
+        "timestamps",
+    ),
     "extra field": (_bad(colour="red"), "colour"),
     "negative seed": (_bad(sampling={"seed": -1}), "seed"),
     "seed at the top level": (_bad(seed=1), "seed"),
@@ -281,17 +348,25 @@ def test_one_error_shape_and_json_only(client):
     """Regression: error bodies had three shapes, and a non-JSON body got "Input should be a valid
     dictionary" instead of a message saying to send application/json."""
     shapes = []
-    r = client.post("/v1/forecast", content=b"series=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/v1/forecast", content=b"series=1", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 415 and "application/json" in r.json()["message"]
     shapes.append(r.json())
     r = client.post("/v1/forecast", content=b"{}", headers={"content-type": "text/plain"})
     assert r.status_code == 415
     shapes.append(r.json())
     shapes.append(client.post("/v1/forecast", json=_bad(pred_len=0)).json())  # 422
-    shapes.append(client.post("/v1/forecast", content=b" " * (2 * 2**20),
-                              headers={"content-type": "application/json"}).json())  # 413
-    shapes.append(client.post("/v1/forecast", json=request([series_json("AAA", 20, 4)], pred_len=4,
-                                                          model="broken")).json())  # 500
+    shapes.append(
+        client.post(
+            "/v1/forecast", content=b" " * (2 * 2**20), headers={"content-type": "application/json"}
+        ).json()
+    )  # 413
+    shapes.append(
+        client.post(
+            "/v1/forecast", json=request([series_json("AAA", 20, 4)], pred_len=4, model="broken")
+        ).json()
+    )  # 500
     nf = client.get("/nope")
     assert nf.status_code == 404
     shapes.append(nf.json())
@@ -305,7 +380,9 @@ def test_year_3000_is_422_not_500(client):
     s["timestamps"] = [t.replace("2024", "3000", 1) for t in s["timestamps"]]
     del s["future_timestamps"]
     r = client.post("/v1/forecast", json=request([s], pred_len=4, freq="1d", calendar="24/7"))
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "series", 0, "timestamps"], r.text
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "series", 0, "timestamps"], (
+        r.text
+    )
     assert "3000-01-02 is outside the supported range" in r.json()["message"]
 
 
@@ -313,7 +390,9 @@ def test_garbage_bodies_do_not_crash(client):
     for content in (b"", b"{", b"[]", b"null", b'{"series": 5, "pred_len": 4}', b"\xff\xfe"):
         r = client.post("/v1/forecast", content=content, headers={"content-type": "application/json"})
         assert r.status_code == 422, (content, r.text)
-    too_big = client.post("/v1/forecast", content=b" " * (2 * 2**20), headers={"content-type": "application/json"})
+    too_big = client.post(
+        "/v1/forecast", content=b" " * (2 * 2**20), headers={"content-type": "application/json"}
+    )
     assert too_big.status_code == 413 and "limit" in too_big.json()["message"]
     assert client.get("/healthz").status_code == 200
     assert client.post("/v1/forecast", json=_bad()).status_code == 200
@@ -336,8 +415,14 @@ def test_reconfigure_batching_without_restart(url, client, models):
 
 
 def test_load_300_requests_32_concurrent(url, client):
-    reqs = [request([series_json(f"L{i % 40}", 24 + i % 17, 4, seed=i % 40)], pred_len=4, seed=i % 3,
-                    sample_count=2) for i in range(300)]
+    reqs = [
+        request(
+            [series_json(f"L{i % 40}", 24 + i % 17, 4, seed=i % 40)], pred_len=4, seed=i % 3, sample_count=2
+        )
+        for i in range(300)
+    ]
     resps = asyncio.run(asyncio.wait_for(_post_many(url, reqs, concurrency=32), timeout=90))
-    assert [r.status_code for r in resps].count(200) == 300, [r.text for r in resps if r.status_code != 200][:3]
+    assert [r.status_code for r in resps].count(200) == 300, [r.text for r in resps if r.status_code != 200][
+        :3
+    ]
     assert client.get("/healthz").status_code == 200

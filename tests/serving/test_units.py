@@ -21,13 +21,22 @@ def pred():
 
 
 def job(keys, seed=0, pred_len=4, model="test", lengths=None):
-    series = tuple(synthetic_series(k, (lengths or {}).get(k, 20 + i * 7), pred_len, seed=i) for i, k in enumerate(keys))
+    series = tuple(
+        synthetic_series(k, (lengths or {}).get(k, 20 + i * 7), pred_len, seed=i) for i, k in enumerate(keys)
+    )
     return Job(model, series, pred_len, SamplingParams(sample_count=3, seed=seed), (0.1, 0.5, 0.9))
 
 
 def test_plan_groups_by_params_and_splits_shared_symbols():
-    jobs = [job(["A", "B"]), job(["C"]), job(["A"]), job(["D"], seed=1), job(["E"], pred_len=5),
-            job(["F"], model="other"), job(["A"])]
+    jobs = [
+        job(["A", "B"]),
+        job(["C"]),
+        job(["A"]),
+        job(["D"], seed=1),
+        job(["E"], pred_len=5),
+        job(["F"], model="other"),
+        job(["A"]),
+    ]
     # a different seed shares the call (seeds are per series); pred_len and model do not
     assert plan_calls(jobs) == [[0, 1, 3], [2], [4], [5], [6]]
     assert plan_calls([job(["A"]), job(["B"]), job(["A"]), job(["C"])]) == [[0, 1, 3], [2]]
@@ -46,15 +55,20 @@ def test_batched_call_equals_one_call_per_job(pred):
         assert got.symbols == alone.symbols
         # same sampled paths; float32 matmuls over a padded batch may differ in the last bit
         np.testing.assert_allclose(got.mean, alone.mean, rtol=1e-6)
-        np.testing.assert_allclose(got.close_quantiles, alone.quantiles[:, :, :, FIELDS.index("close")], rtol=1e-6)
+        np.testing.assert_allclose(
+            got.close_quantiles, alone.quantiles[:, :, :, FIELDS.index("close")], rtol=1e-6
+        )
         np.testing.assert_array_equal(got.p_up, alone.p_up)
 
 
 def _req(**kw):
     s = synthetic_series("X", 10, 3)
-    body = {"symbol": "X", "timestamps": s.timestamps.astype(str).tolist(),
-            "future_timestamps": s.future_timestamps.astype(str).tolist(),
-            **{f: s.values[:, j].tolist() for j, f in enumerate(FIELDS)}}
+    body = {
+        "symbol": "X",
+        "timestamps": s.timestamps.astype(str).tolist(),
+        "future_timestamps": s.future_timestamps.astype(str).tolist(),
+        **{f: s.values[:, j].tolist() for j, f in enumerate(FIELDS)},
+    }
     body.update(kw.pop("series_changes", {}))
     return ForecastRequest(series=[body], **{"pred_len": 3, **kw})
 
@@ -68,12 +82,15 @@ def test_request_to_series_fills_volume_amount_like_upstream():
     np.testing.assert_allclose(s.values[:, 5], s.values[:, 4] * s.values[:, :4].mean(axis=1))
 
 
-@pytest.mark.parametrize("kw, limits, field", [
-    ({"pred_len": 3}, {"max_pred_len": 2}, "pred_len"),
-    ({}, {"max_rows": 5}, "timestamps"),
-    ({"sampling": {"sample_count": 9}}, {"max_sample_count": 8}, "sample_count"),
-    ({"quantiles": [0.1] * 3}, {}, "quantiles"),
-])
+@pytest.mark.parametrize(
+    "kw, limits, field",
+    [
+        ({"pred_len": 3}, {"max_pred_len": 2}, "pred_len"),
+        ({}, {"max_rows": 5}, "timestamps"),
+        ({"sampling": {"sample_count": 9}}, {"max_sample_count": 8}, "sample_count"),
+        ({"quantiles": [0.1] * 3}, {}, "quantiles"),
+    ],
+)
 def test_limits_name_the_field(kw, limits, field):
     with pytest.raises(RequestError, match=field) as e:
         request_to_series(_req(**kw), Limits(**limits))
@@ -87,28 +104,38 @@ def _generated(last: str, freq: str, calendar: str, n: int = 3, bars: int = 30, 
     hist = MarketCalendar(calendar, freq).around(last, bars, 0)
     hist = hist[hist <= np.datetime64(last, "ns")][-bars:]
     s = synthetic_series("X", bars, 1)
-    body = {"symbol": "X", "timestamps": hist.astype(str).tolist(),
-            **{f: s.values[:, j].tolist() for j, f in enumerate(FIELDS)}}
+    body = {
+        "symbol": "X",
+        "timestamps": hist.astype(str).tolist(),
+        **{f: s.values[:, j].tolist() for j, f in enumerate(FIELDS)},
+    }
     req = ForecastRequest(series=[body], pred_len=n, freq=freq, calendar=calendar, **kw)
     (series,) = request_to_series(req, Limits())
     return np.datetime_as_string(series.future_timestamps, unit="m").tolist()
 
 
 def test_generated_future_timestamps_use_the_shared_calendars():
-    assert _generated("2024-07-02", "1d", "XNYS") == ["2024-07-03T00:00", "2024-07-05T00:00", "2024-07-08T00:00"]
+    assert _generated("2024-07-02", "1d", "XNYS") == [
+        "2024-07-03T00:00",
+        "2024-07-05T00:00",
+        "2024-07-08T00:00",
+    ]
     assert _generated("2024-07-03 12:30", "30min", "XNYS", n=2) == ["2024-07-03T13:00", "2024-07-05T10:00"]
     assert _generated("2024-07-05", "1d", "weekdays", n=2) == ["2024-07-08T00:00", "2024-07-09T00:00"]
     assert _generated("2024-06-28 21:00", "1h", "FX", n=2) == ["2024-06-30T22:00", "2024-06-30T23:00"]
     assert _generated("2024-06-01", "1mo", "24/7", n=2, bars=12) == ["2024-07-01T00:00", "2024-08-01T00:00"]
 
 
-@pytest.mark.parametrize("kw,field,match", [
-    ({"freq": "0min"}, "freq", "frequency '0min': the count must be a whole number >= 1"),
-    ({"freq": "-5min"}, "freq", "frequency '-5min': the count must be a whole number >= 1"),
-    ({"freq": "1000000D"}, "freq", "frequency '1000000D': only one-day bars are supported"),
-    ({"freq": "5min", "calendar": "NOPE"}, "calendar", "unknown calendar 'NOPE'"),
-    ({}, "freq", "missing: give future_timestamps for each series, or freq"),
-])
+@pytest.mark.parametrize(
+    "kw,field,match",
+    [
+        ({"freq": "0min"}, "freq", "frequency '0min': the count must be a whole number >= 1"),
+        ({"freq": "-5min"}, "freq", "frequency '-5min': the count must be a whole number >= 1"),
+        ({"freq": "1000000D"}, "freq", "frequency '1000000D': only one-day bars are supported"),
+        ({"freq": "5min", "calendar": "NOPE"}, "calendar", "unknown calendar 'NOPE'"),
+        ({}, "freq", "missing: give future_timestamps for each series, or freq"),
+    ],
+)
 def test_frequency_and_calendar_errors_name_the_field_the_client_sent(kw, field, match):
     """Regression: frequency 0min answered "range() arg 3 must not be zero", -5min blamed a field the client
     never sent, 1000000D leaked a pandas message."""
@@ -117,17 +144,25 @@ def test_frequency_and_calendar_errors_name_the_field_the_client_sent(kw, field,
     assert e.value.loc == ("body", field)
 
 
-@pytest.mark.parametrize("changes,field,match", [
-    ({"low": "zero"}, "low", "prices must be > 0"), ({"volume": "negative"}, "volume", "must be >= 0"),
-    ({"high": "below"}, "high", "high must be the bar's highest price"),
-    ({"volume": None}, "amount", "amount given without volume"),
-    ({"close": "jump"}, "close", "the previous close"),
-    ({"timestamps": "year3000"}, "timestamps", r"timestamps\[0\] = 3000-01-02 09:35 is outside the supported range"),
-])
+@pytest.mark.parametrize(
+    "changes,field,match",
+    [
+        ({"low": "zero"}, "low", "prices must be > 0"),
+        ({"volume": "negative"}, "volume", "must be >= 0"),
+        ({"high": "below"}, "high", "high must be the bar's highest price"),
+        ({"volume": None}, "amount", "amount given without volume"),
+        ({"close": "jump"}, "close", "the previous close"),
+        (
+            {"timestamps": "year3000"},
+            "timestamps",
+            r"timestamps\[0\] = 3000-01-02 09:35 is outside the supported range",
+        ),
+    ],
+)
 def test_bars_the_job_rejects_get_a_422_at_the_field(changes, field, match):
     """Regression: the endpoint forecast bars the batch job rejected, and a year-3000 stamp answered 500."""
     base = _req().series[0].model_dump()
-    (key, how), = changes.items()
+    ((key, how),) = changes.items()
     if how is None:
         base[key] = None
     elif how == "zero":
@@ -137,8 +172,9 @@ def test_bars_the_job_rejects_get_a_422_at_the_field(changes, field, match):
     elif how == "below":
         base[key][2] = min(base["open"][2], base["close"][2]) * 0.5
     elif how == "jump":
-        base["open"][5], base["high"][5], base["low"][5], base["close"][5] = (x * 1e6 for x in (
-            base["open"][5], base["high"][5], base["low"][5], base["close"][5]))
+        base["open"][5], base["high"][5], base["low"][5], base["close"][5] = (
+            x * 1e6 for x in (base["open"][5], base["high"][5], base["low"][5], base["close"][5])
+        )
     elif how == "year3000":
         base["timestamps"] = [t.replace(year=3000 + i) for i, t in enumerate(base["timestamps"])]
     with pytest.raises(RequestError, match=match) as e:
@@ -154,17 +190,39 @@ def test_config_checks_and_cli_flags():
         parse_model_arg("nonsense")
     from serving.cli import _parser, build_config
 
-    cfg = build_config(_parser().parse_args(["--model", "ft=random:test:3", "--default-model", "ft", "--port", "9001",
-                                             "--max-batch-size", "1", "--replicas", "2", "--num-gpus", "0.5"]))
+    cfg = build_config(
+        _parser().parse_args(
+            [
+                "--model",
+                "ft=random:test:3",
+                "--default-model",
+                "ft",
+                "--port",
+                "9001",
+                "--max-batch-size",
+                "1",
+                "--replicas",
+                "2",
+                "--num-gpus",
+                "0.5",
+            ]
+        )
+    )
     app = cfg["applications"][0]
     fc = next(d for d in app["deployments"] if d["name"] == "Forecaster")
     assert app["args"]["models"]["ft"]["model"] == "random:test:3" and "mini" in app["args"]["models"]
     assert app["args"]["default_model"] == "ft"
-    assert fc["user_config"]["max_batch_size"] == 1 and fc["num_replicas"] == 2 and "autoscaling_config" not in fc
+    assert (
+        fc["user_config"]["max_batch_size"] == 1
+        and fc["num_replicas"] == 2
+        and "autoscaling_config" not in fc
+    )
     assert fc["ray_actor_options"]["num_gpus"] == 0.5 and cfg["http_options"]["port"] == 9001
     from ray.serve.schema import ServeDeploySchema
 
-    ServeDeploySchema(**{k: v for k, v in cfg.items() if k != "http_options"} | {"http_options": cfg["http_options"]})
+    ServeDeploySchema(
+        **{k: v for k, v in cfg.items() if k != "http_options"} | {"http_options": cfg["http_options"]}
+    )
 
 
 def test_serve_config_yaml_is_generated_from_the_code():
@@ -174,11 +232,14 @@ def test_serve_config_yaml_is_generated_from_the_code():
 
     from serving.deploy import DEFAULT_CONFIG_FILE, default_serve_config, load_serve_config, serve_config_yaml
 
-    assert DEFAULT_CONFIG_FILE.read_text() == serve_config_yaml(), \
+    assert DEFAULT_CONFIG_FILE.read_text() == serve_config_yaml(), (
         "regenerate: python -m serving.deploy --write-config serving/serve_config.yaml"
+    )
     assert load_serve_config(DEFAULT_CONFIG_FILE) == default_serve_config()
     app = load_serve_config(DEFAULT_CONFIG_FILE)["applications"][0]
     assert ServingConfig(**app["args"]) == ServingConfig()
     assert "env_vars" not in str({k: v for k, v in app.items() if k != "runtime_env"})
     source = "".join(p.read_text() for p in Path(__file__).parents[2].joinpath("serving").glob("*.py"))
-    assert "environ.get" not in source and "KRONOS_SERVE_" not in source  # no settings read from the environment
+    assert (
+        "environ.get" not in source and "KRONOS_SERVE_" not in source
+    )  # no settings read from the environment
