@@ -86,13 +86,12 @@ def rank_ic(pred, actual) -> float:
 
 
 def interval_coverage(lower, upper, actual) -> float:
-    """Share of realised values inside ``[lower, upper]``."""
-    lo, a = _pair(lower, actual)
-    hi, a2 = _pair(upper, actual)
-    if lo.size != hi.size:  # NaN patterns differ: fall back to the rows where all three are finite
-        lo_, hi_, a_ = (np.asarray(v, dtype=np.float64).ravel() for v in (lower, upper, actual))
-        keep = np.isfinite(lo_) & np.isfinite(hi_) & np.isfinite(a_)
-        lo, hi, a = lo_[keep], hi_[keep], a_[keep]
+    """Share of realised values inside ``[lower, upper]`` (rows where all three are finite)."""
+    lo, hi, a = (np.asarray(v, dtype=np.float64).ravel() for v in (lower, upper, actual))
+    if not lo.shape == hi.shape == a.shape:
+        raise ValueError(f"lower, upper, actual must have one size, got {lo.size}, {hi.size}, {a.size}")
+    keep = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(a)
+    lo, hi, a = lo[keep], hi[keep], a[keep]
     return float(np.mean((a >= lo) & (a <= hi))) if a.size else float("nan")
 
 

@@ -139,7 +139,7 @@ def score_matured_forecasts(params: NightlyParams, as_of: dt.date) -> tuple[pd.D
     scored = {
         (d, model_slug(m)) for d, m in zip(pd.to_datetime(card["as_of"]).dt.date, card["model"], strict=True)
     }
-    ready = set(matured_cutoffs([d for d, _ in parts], [], as_of, 1))
+    ready = set(matured_cutoffs([d for d, _ in parts], [], as_of, 1, params.calendar))
     rows = []
     for (cutoff, model), url in sorted(parts.items()):
         if cutoff not in ready or (cutoff, model) in scored or cutoff >= as_of:

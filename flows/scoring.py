@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from kronos_core import MarketCalendar
 from kronos_core.rules import quantile_column, quantile_level_of
 
 from . import metrics as M
@@ -95,19 +96,22 @@ def realised_paths(bars: pd.DataFrame, as_of, pred_len: int, lookback: int) -> p
     return out
 
 
-def matured_cutoffs(forecast_as_ofs: Sequence, scored_as_ofs: Sequence, last_bar_date, pred_len: int) -> list:
+def matured_cutoffs(
+    forecast_as_ofs: Sequence, scored_as_ofs: Sequence, last_bar_date, pred_len: int, calendar: MarketCalendar
+) -> list:
     """Cutoffs whose forecasts can be scored now and have not been scored yet.
 
-    A cutoff is a candidate once at least ``pred_len`` business days lie between it and the last realised bar;
-    ``score_cutoff`` still checks bar by bar, so this is only the cheap pre-filter.
+    A cutoff is a candidate once at least ``pred_len`` sessions of ``calendar`` lie after it up to the last
+    realised bar's date; ``score_cutoff`` still checks bar by bar, so this is only the cheap pre-filter.
     """
     done = {pd.Timestamp(x).date() for x in scored_as_ofs}
     last = pd.Timestamp(last_bar_date).normalize()
+    daily = MarketCalendar(calendar.name, "1d", calendar.timezone)
     out = []
     for a in sorted({pd.Timestamp(x).date() for x in forecast_as_ofs}):
         if a in done:
             continue
-        if len(pd.bdate_range(pd.Timestamp(a) + pd.Timedelta(days=1), last)) >= pred_len:
+        if daily.count(pd.Timestamp(a) + pd.Timedelta(days=1), last) >= pred_len:
             out.append(a)
     return out
 

@@ -76,10 +76,6 @@ class SamplingParams:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
 
-    @property
-    def greedy(self) -> bool:
-        return self.top_k == 1
-
 
 @dataclass(frozen=True)
 class PredictorSpec:

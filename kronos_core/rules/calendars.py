@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .. import defaults
 from .frequency import Frequency, parse_frequency
 from .issues import Issue, RuleError
 from .timestamps import fmt_stamp
@@ -39,9 +40,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CALENDAR = "XNYS"
+DEFAULT_CALENDAR = defaults.CALENDAR
 # share of a calendar's bars that may be missing in a window before a series counts as gappy
-DEFAULT_MAX_GAP_FRACTION = 0.1
+DEFAULT_MAX_GAP_FRACTION = defaults.MAX_GAP_FRACTION
 SPECIAL_CALENDARS = {
     "weekdays": "Monday to Friday around the clock, no holidays",
     "24/7": "every day around the clock (crypto)",
@@ -186,13 +187,13 @@ class MarketCalendar:
         elif f.unit == "min":
             idx = pd.date_range(start.ceil(f"{f.n}min"), end, freq=f"{f.n}min")
             if self.name == "weekdays":
-                idx = idx[(idx - pd.Timedelta(minutes=f.n)).dayofweek < 5]
+                idx = idx[(idx - pd.Timedelta(minutes=f.n)).day_of_week < 5]
             elif self.name == "FX":
                 idx = idx[self._fx_open(idx, f.n)]
         elif f.unit == "d":
             idx = pd.date_range(start.ceil("D"), end, freq="D")
             if self.name in ("weekdays", "FX"):
-                idx = idx[idx.dayofweek < 5]
+                idx = idx[idx.day_of_week < 5]
         else:
             idx = pd.date_range(start.ceil("D"), end, freq="W-MON" if f.unit == "w" else "MS")
         out = pd.DatetimeIndex(idx).to_numpy(dtype="datetime64[ns]")
@@ -226,7 +227,8 @@ class MarketCalendar:
 
         def week_minute(ts: pd.DatetimeIndex) -> np.ndarray:
             ny = ts.tz_localize(tz, nonexistent="shift_forward", ambiguous=False).tz_convert(_FX_TZ)
-            return ((ny.dayofweek.to_numpy() + 1) % 7) * 1440 + ny.hour.to_numpy() * 60 + ny.minute.to_numpy()
+            day = (ny.day_of_week.to_numpy() + 1) % 7  # Sunday = 0
+            return day * 1440 + ny.hour.to_numpy() * 60 + ny.minute.to_numpy()
 
         o, c = week_minute(close - pd.Timedelta(minutes=minutes)), week_minute(close)
         open_closed = (o >= _FX_CLOSE_WM) | (o < _FX_OPEN_WM)
@@ -348,7 +350,7 @@ class MarketCalendar:
             if not x.is_session(d):
                 return None
             return x.session_close(d).tz_convert("UTC")
-        if self.name in ("weekdays", "FX") and d.dayofweek >= 5:
+        if self.name in ("weekdays", "FX") and d.day_of_week >= 5:
             return None
         if self.name == "FX":
             return (d + pd.Timedelta(hours=17)).tz_localize(_FX_TZ).tz_convert("UTC")

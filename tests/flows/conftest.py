@@ -16,7 +16,7 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def small_market(tmp_path_factory):
-    """40 assets x 120 daily bars ending 2024-06-28 (10 deliberately broken), date-partitioned."""
+    """40 assets x 120 daily bars ending 2024-06-28 (one broken per failure kind), date-partitioned."""
     from pipeline import write_synthetic_market
 
     url = str(tmp_path_factory.mktemp("market") / "bars")

@@ -81,11 +81,15 @@ def test_quantile_levels_from_columns():
     assert quantile_levels_in(df) == [0.05, 0.1, 0.975]
 
 
-def test_matured_cutoffs_prefilter():
-    got = matured_cutoffs(
-        ["2024-01-01", "2024-01-02", "2024-01-10"], ["2024-01-01"], "2024-01-09", pred_len=5
-    )
-    assert [str(d) for d in got] == ["2024-01-02"]
+def test_matured_cutoffs_prefilter_counts_the_calendar_sessions():
+    from kronos_core import MarketCalendar
+
+    xnys, crypto = MarketCalendar("XNYS"), MarketCalendar("24/7")
+    got = matured_cutoffs(["2024-01-01", "2024-01-02", "2024-01-10"], ["2024-01-01"], "2024-01-09", 5, xnys)
+    assert [str(d) for d in got] == ["2024-01-02"]  # 01-03 .. 01-09: 5 XNYS sessions
+    got = matured_cutoffs(["2024-01-03", "2024-01-04"], [], "2024-01-09", 6, crypto)
+    assert [str(d) for d in got] == ["2024-01-03"]  # every day counts on a 24/7 market
+    assert matured_cutoffs(["2024-01-03"], [], "2024-01-09", 6, xnys) == []
 
 
 def test_summary_over_time():

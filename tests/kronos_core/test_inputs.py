@@ -27,7 +27,7 @@ def _series(**overrides):
 
 def test_time_features_match_pandas():
     ts = pd.Series(pd.date_range("1999-12-30 22:55", periods=500, freq="37min"))
-    expected = np.column_stack([ts.dt.minute, ts.dt.hour, ts.dt.weekday, ts.dt.day, ts.dt.month])
+    expected = np.column_stack([ts.dt.minute, ts.dt.hour, ts.dt.day_of_week, ts.dt.day, ts.dt.month])
     np.testing.assert_array_equal(time_features(ts.to_numpy()), expected)
 
 

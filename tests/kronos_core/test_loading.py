@@ -147,3 +147,24 @@ def test_light_names_import_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "close_q05"
+
+
+def test_default_max_context_by_hub_id_and_by_architecture(tmp_path):
+    """Regression: NeoQuasar/Kronos-mini got max_context 512 (published: 2048); SIZES was only read for
+    random: refs."""
+    from kronos_core import Kronos, KronosPredictor, KronosTokenizer
+    from kronos_core.loading import ModelSource
+    from kronos_core.predictor import default_max_context
+
+    mini = Kronos.from_pretrained("random:mini")
+    mini.source = ModelSource(ref="NeoQuasar/Kronos-mini")  # as the hub loader labels it
+    assert default_max_context(mini) == 2048
+    small = Kronos.from_pretrained("random:small")
+    small.source = ModelSource(ref="NeoQuasar/Kronos-small")
+    assert default_max_context(small) == 512
+    # a local copy (or a fine-tune) of Kronos-mini: recognised by its architecture
+    mini.save_pretrained(tmp_path / "mini")
+    KronosTokenizer.from_pretrained("random:mini").save_pretrained(tmp_path / "tok")
+    pred = KronosPredictor.from_pretrained(str(tmp_path / "mini"), str(tmp_path / "tok"))
+    assert pred.max_context == 2048 and pred.describe()["max_context"] == 2048
+    assert KronosPredictor.from_pretrained("random:test", "random:test", max_context=40).max_context == 40

@@ -207,7 +207,7 @@ def test_fx_calendar_has_no_weekend_bars():
     winter = MarketCalendar("FX", "1h").next_bars("2024-01-05 21:00", 2)  # EST: closes 22:00 UTC, opens 23:00
     assert list(winter) == list(stamps("2024-01-05 22:00", "2024-01-07 23:00"))
     week = fx.bars("2024-06-24", "2024-07-01")
-    assert not any(pd.Timestamp(t).dayofweek == 5 for t in week)  # no Saturday bar
+    assert not any(pd.Timestamp(t).day_of_week == 5 for t in week)  # no Saturday bar
     assert (
         fx.count("2024-06-24 00:00", "2024-06-30 23:59") == 4 * 24 + 22 + 2
     )  # Mon 00:00 .. Fri 21:00, Sun 22-23

@@ -77,6 +77,17 @@ def test_example_job_yaml_loads():
     assert cfg.input.layout == "date"
 
 
+def test_kuberay_job_config_is_a_valid_job():
+    """The RayJob's ConfigMap holds a job.yaml: it must load as a JobConfig (infra cannot drift)."""
+    import yaml
+
+    rayjob = Path(__file__).parents[2] / "infra" / "kuberay" / "rayjob.yaml"
+    docs = list(yaml.safe_load_all(rayjob.read_text()))
+    cm = next(d for d in docs if d and d.get("kind") == "ConfigMap")
+    cfg = JobConfig.model_validate(yaml.safe_load(cm["data"]["job.yaml"]))
+    assert cfg.compute.num_gpus > 0 and cfg.model.device in ("auto", "cuda")
+
+
 def test_universe_file(tmp_path):
     f = tmp_path / "u.txt"
     f.write_text("B\nA  # comment\n\n# only comment\nA\n")

@@ -216,3 +216,42 @@ def test_intraday_hkex_job_lunch_break_and_holiday(ray_local, tmp_path):
         "07-02 12:00",
         "07-02 13:30",
     ]
+
+
+@pytest.mark.parametrize(
+    "cal,as_of,expected",
+    [
+        # hourly EURUSD-like bars (UTC stamps): Friday's last bar closes 21:00 UTC, the week reopens Sun 22:00
+        (
+            {"name": "FX", "freq": "1h"},
+            "2024-06-28 21:00",
+            ["06-30 22:00", "06-30 23:00", "07-01 00:00", "07-01 01:00"],
+        ),
+        # monthly BTC-like bars on a 24/7 calendar, stamped on the 1st
+        (
+            {"name": "24/7", "freq": "1mo"},
+            "2024-06-01",
+            ["07-01 00:00", "08-01 00:00", "09-01 00:00", "10-01 00:00"],
+        ),
+    ],
+)
+def test_fx_hourly_and_monthly_crypto_jobs(ray_local, tmp_path, cal, as_of, expected):
+    """Regression: hourly FX on a fixed grid was rejected for gaps (weekends) or forecast into the weekend
+    closure; no monthly frequency existed."""
+    from kronos_core import MarketCalendar
+    from pipeline import write_synthetic_market
+
+    m = write_synthetic_market(
+        str(tmp_path / "bars"),
+        n_symbols=3,
+        n_bars=60,
+        min_bars=60,
+        broken=False,
+        calendar=MarketCalendar(**cal),
+        end=as_of,
+    )
+    s = run_job(job_config(m.url, str(tmp_path / "out"), as_of=as_of, calendar=cal, pred_len=4))
+    assert s.assets_forecast == 3 and s.assets_rejected == 0
+    fc = read_partition(str(tmp_path / "out"), "forecasts", as_of, MODEL)
+    stamps = fc[fc["symbol"] == "S0000"].sort_values("step")["timestamp"].dt.strftime("%m-%d %H:%M").tolist()
+    assert stamps == expected
