@@ -10,9 +10,18 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
-__all__ = ["RMSNorm", "FeedForward", "Rotary", "SelfAttention", "TransformerBlock", "rope_tables"]
+__all__ = [
+    "RMSNorm",
+    "FeedForward",
+    "Rotary",
+    "SelfAttention",
+    "TransformerBlock",
+    "rope_tables",
+    "run_blocks",
+]
 
 
 class RMSNorm(nn.Module):
@@ -28,16 +37,17 @@ class RMSNorm(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+    """SwiGLU: w2(silu(w1 x) * w3 x), then dropout (training only, as upstream)."""
 
-    def __init__(self, d_model: int, ff_dim: int):
+    def __init__(self, d_model: int, ff_dim: int, dropout: float = 0.0):
         super().__init__()
         self.w1 = nn.Linear(d_model, ff_dim, bias=False)
         self.w3 = nn.Linear(d_model, ff_dim, bias=False)
         self.w2 = nn.Linear(ff_dim, d_model, bias=False)
+        self.ffn_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
 
 
 class Rotary(nn.Module):
@@ -68,9 +78,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class SelfAttention(nn.Module):
-    """Causal multi-head self-attention with RoPE and an optional preallocated KV cache."""
+    """Causal multi-head self-attention with RoPE and an optional preallocated KV cache.
 
-    def __init__(self, d_model: int, n_heads: int):
+    Dropout (attention weights, then the output projection) applies in training mode only, as upstream;
+    the cached ``step`` path is inference-only."""
+
+    def __init__(self, d_model: int, n_heads: int, attn_dropout: float = 0.0, resid_dropout: float = 0.0):
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
@@ -79,6 +92,8 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.rotary = Rotary(self.head_dim)
+        self.attn_dropout_p = attn_dropout
+        self.resid_dropout = nn.Dropout(resid_dropout)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -103,8 +118,9 @@ class SelfAttention(nn.Module):
         if kv_out is not None:
             kv_out[0][:, :, :t].copy_(k)
             kv_out[1][:, :, :t].copy_(v)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
+        drop = self.attn_dropout_p if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        return self.resid_dropout(self.out_proj(out.transpose(1, 2).reshape(b, t, d)))
 
     def step(
         self,
@@ -134,12 +150,20 @@ class SelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, ff_dim: int):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        ff_dim: int,
+        ffn_dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        resid_dropout: float = 0.0,
+    ):
         super().__init__()
         self.norm1 = RMSNorm(d_model)
-        self.self_attn = SelfAttention(d_model, n_heads)
+        self.self_attn = SelfAttention(d_model, n_heads, attn_dropout, resid_dropout)
         self.norm2 = RMSNorm(d_model)
-        self.ffn = FeedForward(d_model, ff_dim)
+        self.ffn = FeedForward(d_model, ff_dim, ffn_dropout)
 
     def forward(self, x, cos, sin, kv_out=None):
         x = x + self.self_attn(self.norm1(x), cos, sin, kv_out)
@@ -158,3 +182,14 @@ def fixed_sinusoid_table(c_in: int, d_model: int) -> torch.Tensor:
     w[:, 0::2] = torch.sin(position * div_term)
     w[:, 1::2] = torch.cos(position * div_term)
     return w
+
+
+def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, cos, sin, checkpointing: bool = False) -> torch.Tensor:
+    """x through ``blocks`` (full causal passes). With ``checkpointing`` in training mode each block's
+    activations are recomputed in the backward pass instead of stored (less memory, ~1 more forward)."""
+    for block in blocks:
+        if checkpointing and torch.is_grad_enabled() and block.training:
+            x = torch.utils.checkpoint.checkpoint(block, x, cos, sin, use_reentrant=False)
+        else:
+            x = block(x, cos, sin)
+    return x

@@ -47,6 +47,10 @@ class ModelSource:
     revision: str | None = None
     sha256: str | None = None
     random: bool = False
+    base: str | None = (
+        None  # fine-tuned weights: the checkpoint they were trained from (training_manifest.json)
+    )
+    training_run: str | None = None
 
     @property
     def label(self) -> str:
@@ -123,6 +127,29 @@ def _hub_files(ref: str, revision: str | None) -> Path:
             "(config.json + model.safetensors) and pass its local directory instead"
         ) from exc
     return Path(path)
+
+
+TRAINING_MANIFEST = "training_manifest.json"
+
+
+def _lineage(directory: Path, digest: str) -> tuple[str | None, str | None]:
+    """(base, run) from a ``training_manifest.json`` beside the checkpoint directory, when that manifest
+    records this very file (sha256): fine-tuned weights say what they came from."""
+    path = directory.parent / TRAINING_MANIFEST
+    if not path.is_file():
+        return None, None
+    try:
+        manifest = json.loads(path.read_text())
+        recorded = manifest.get("files", {}).get(f"{directory.name}/model.safetensors")
+        if recorded != digest:
+            return None, None
+        kind = "model" if directory.name == manifest.get("layout", {}).get("model", "model") else "tokenizer"
+        base = manifest.get("base", {}).get(kind)
+        rev = manifest.get("base", {}).get(f"{kind}_revision")
+        return (f"{base}@{rev}" if base and rev else base), manifest.get("run_id") or manifest.get("name")
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning("%s: unreadable training manifest (%s); no lineage recorded", path, exc)
+        return None, None
 
 
 class PretrainedMixin:
@@ -225,7 +252,10 @@ class PretrainedMixin:
                     f"{weights}: {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
                 )
         model.load_state_dict(state, strict=True)
-        model.source = ModelSource(ref=ref, revision=revision, sha256=digest, random=False)
+        base, run = _lineage(directory, digest)
+        model.source = ModelSource(
+            ref=ref, revision=revision, sha256=digest, random=False, base=base, training_run=run
+        )
         return model.to(device=device, dtype=dtype).eval()
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

@@ -1,4 +1,4 @@
-"""The Kronos autoregressive transformer with its dependency-aware s2 head.
+"""The Kronos autoregressive transformer with its dependency-aware s2 head (inference and training).
 
 Per position t the model reads the (s1, s2) token pair and the time features of bar t, and predicts the
 s1 token of bar t+1 from the last hidden row; the s2 token is then predicted by the dependency-aware
@@ -16,7 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import KronosConfig
-from .layers import RMSNorm, Rotary, TransformerBlock, fixed_sinusoid_table, rope_tables
+from .layers import (
+    RMSNorm,
+    Rotary,
+    TransformerBlock,
+    apply_rope,
+    fixed_sinusoid_table,
+    rope_tables,
+    run_blocks,
+)
 from .loading import PretrainedMixin
 
 __all__ = ["Kronos"]
@@ -121,6 +129,20 @@ class DependencyAwareLayer(nn.Module):
         out = a.out_proj(out.transpose(1, 2).reshape(b, d))
         return self.norm(h_last + out)
 
+    def forward_seq(self, hidden: torch.Tensor, s1_embed: torch.Tensor, causal: bool) -> torch.Tensor:
+        """The training form (upstream's train-mode cross attention): hidden (B, T, d) and the teacher-forced
+        s1 embeddings (B, T, d) of the next tokens -> (B, T, d). Query and keys are rotated at positions
+        0..T-1; ``causal`` (upstream: ``self.training``) lets position t see hidden states 0..t only."""
+        a = self.cross_attn
+        b, t, d = hidden.shape
+        cos, sin = rope_tables(a.rotary.inv_freq, t, hidden.dtype)
+        q = apply_rope(a.q_proj(s1_embed).view(b, t, a.n_heads, a.head_dim).transpose(1, 2), cos, sin)
+        k, v = self.kv(hidden)
+        k = apply_rope(k, cos, sin)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        out = a.out_proj(out.transpose(1, 2).reshape(b, t, d))
+        return self.norm(hidden + out)
+
 
 class DualHead(nn.Module):
     def __init__(self, cfg: KronosConfig):
@@ -139,12 +161,17 @@ class Kronos(PretrainedMixin, nn.Module):
         c = config
         self.embedding = HierarchicalEmbedding(c)
         self.time_emb = TemporalEmbedding(c.d_model, c.learn_te)
+        self.token_drop = nn.Dropout(c.token_dropout_p)
         self.transformer = nn.ModuleList(
-            TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_layers)
+            TransformerBlock(
+                c.d_model, c.n_heads, c.ff_dim, c.ffn_dropout_p, c.attn_dropout_p, c.resid_dropout_p
+            )
+            for _ in range(c.n_layers)
         )
         self.norm = RMSNorm(c.d_model)
-        self.dep_layer = DependencyAwareLayer(c.d_model)
+        self.dep_layer = DependencyAwareLayer(c.d_model)  # upstream builds it without dropout
         self.head = DualHead(c)
+        self.gradient_checkpointing = False  # training: recompute block activations in the backward pass
 
     @property
     def n_heads(self) -> int:
@@ -178,6 +205,31 @@ class Kronos(PretrainedMixin, nn.Module):
         for i, block in enumerate(self.transformer):
             x = block.step(x, cos, sin, k_cache[i], v_cache[i], slot, mask)
         return self.norm(x)
+
+    def forward(
+        self,
+        s1: torch.Tensor,
+        s2: torch.Tensor,
+        stamp: torch.Tensor,
+        s1_targets: torch.Tensor,
+        causal_dep: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training/scoring pass with teacher forcing (upstream: ``use_teacher_forcing=True``).
+
+        Args:
+            s1, s2: (B, T) input token ids; stamp: (B, T, 5) their time features.
+            s1_targets: (B, T) the s1 ids of the *next* tokens, fed to the dependency-aware layer.
+            causal_dep: causal mask in the dependency layer; default ``self.training`` as upstream. Pass True
+                for an evaluation loss: without it (upstream's eval mode) position t sees later positions.
+        Returns:
+            s1 logits (B, T, 2^s1_bits), s2 logits (B, T, 2^s2_bits).
+        """
+        x = self.token_drop(self.embed(s1, s2, stamp))
+        cos, sin = self.rope(s1.shape[1], x.dtype)
+        x = self.norm(run_blocks(self.transformer, x, cos, sin, self.gradient_checkpointing))
+        causal = self.training if causal_dep is None else causal_dep
+        x2 = self.dep_layer.forward_seq(x, self.embedding.emb_s1(s1_targets), causal)
+        return self.head.proj_s1(x), self.head.proj_s2(x2)
 
     def s1_logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.head.proj_s1(h)

@@ -163,6 +163,8 @@ class KronosPredictor:
             "tokenizer": ts.ref if ts else "unknown",
             "tokenizer_revision": ts.revision if ts else None,
             "tokenizer_sha256": ts.sha256 if ts else None,
+            "base_model": ms.base if ms else None,
+            "training_run": ms.training_run if ms else None,
             "max_context": self.max_context,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),

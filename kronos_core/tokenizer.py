@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .bsq import bsq_quantize
 from .config import TokenizerConfig
-from .layers import TransformerBlock, rope_tables
+from .layers import TransformerBlock, rope_tables, run_blocks
 from .loading import PretrainedMixin
 
 __all__ = ["KronosTokenizer"]
@@ -43,21 +44,37 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
         self.embed = nn.Linear(c.d_in, c.d_model)
         self.head = nn.Linear(c.d_model, c.d_in)
         # upstream builds n_layers - 1 blocks on each side
+        drop = (c.ffn_dropout_p, c.attn_dropout_p, c.resid_dropout_p)
         self.encoder = nn.ModuleList(
-            TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_enc_layers - 1)
+            TransformerBlock(c.d_model, c.n_heads, c.ff_dim, *drop) for _ in range(c.n_enc_layers - 1)
         )
         self.decoder = nn.ModuleList(
-            TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_dec_layers - 1)
+            TransformerBlock(c.d_model, c.n_heads, c.ff_dim, *drop) for _ in range(c.n_dec_layers - 1)
         )
         self.quant_embed = nn.Linear(c.d_model, self.codebook_dim)
-        self.post_quant_embed_pre = nn.Linear(c.s1_bits, c.d_model)  # training-only path, kept for key parity
+        self.post_quant_embed_pre = nn.Linear(c.s1_bits, c.d_model)  # the coarse (s1-only) decode: training
         self.post_quant_embed = nn.Linear(self.codebook_dim, c.d_model)
         self.tokenizer = _BSQBuffers(self.codebook_dim, c.group_size)
+        self.gradient_checkpointing = False  # training: recompute block activations in the backward pass
 
     def _rope(self, blocks: nn.ModuleList, n: int, dtype: torch.dtype):
         if len(blocks) == 0:
             return None, None
         return rope_tables(blocks[0].self_attn.rotary.inv_freq, n, dtype)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass (upstream's ``forward``): x (B, T, 6) normalised rows -> the coarse reconstruction
+        from the s1 bits only (B, T, 6), the full reconstruction (B, T, 6) and the BSQ quantiser loss ()."""
+        c = self.config
+        cos, sin = self._rope(self.encoder, x.shape[1], x.dtype)
+        z = self.quant_embed(run_blocks(self.encoder, self.embed(x), cos, sin, self.gradient_checkpointing))
+        codes, bsq_loss = bsq_quantize(z, c.beta, c.gamma0, c.gamma, c.zeta)
+        cos, sin = self._rope(self.decoder, x.shape[1], x.dtype)
+        coarse = self.post_quant_embed_pre(codes[..., : self.s1_bits])
+        coarse = self.head(run_blocks(self.decoder, coarse, cos, sin, self.gradient_checkpointing))
+        full = self.post_quant_embed(codes)
+        full = self.head(run_blocks(self.decoder, full, cos, sin, self.gradient_checkpointing))
+        return coarse, full, bsq_loss
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -64,6 +64,8 @@ def forecast_rows(batch: pa.Table, as_of, quantiles: list[float], run: dict) -> 
         "model",
         "model_revision",
         "model_sha256",
+        "base_model",
+        "training_run",
         "tokenizer",
         "tokenizer_revision",
         "device",
