@@ -35,6 +35,9 @@ KEYS = {
     "backtest_summary": "backtest-summary",
     "backtest_chart": "backtest-metrics-chart",
     "scorecard_chart": "nightly-scorecard-chart",
+    "finetune_curve": "finetune-loss-curve",
+    "finetune_scorecard": "finetune-scorecard",
+    "finetune_decision": "finetune-decision",
 }
 
 

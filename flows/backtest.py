@@ -15,7 +15,7 @@ from pipeline.storage import join
 from . import artifacts as A
 from . import store
 from .charts import png_data_uri, scorecard_png
-from .nightly import IO_RETRIES, check_input, run_forecast_job
+from .nightly import IO_RETRIES, check_input, pick_model, run_forecast_job
 from .params import BacktestParams, NightlyParams
 from .scoring import SCORECARD_COLUMNS, quantile_levels_in, score_cutoff, summarize_scorecard
 
@@ -128,6 +128,7 @@ def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[di
 def backtest(params: BacktestParams = BacktestParams()) -> dict[str, Any]:
     """Run the forecast job at each cutoff and score it; returns the scorecard location and mean metrics."""
     cutoffs = resolve_cutoffs(params)
+    params = params.model_copy(update={"job": pick_model(params.job)})
     rows, summaries = [], []
     for cutoff in cutoffs:
         job = params.job.model_copy(update={"as_of": cutoff})

@@ -5,6 +5,7 @@ No Prefect here: everything is unit-tested directly, and the flow only wires the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 
@@ -29,6 +30,26 @@ def resolve_as_of(params: NightlyParams, now: dt.datetime | None = None) -> dt.d
     if params.as_of is not None:
         return params.as_of
     return params.calendar.last_completed_session(now)
+
+
+def resolve_model(params: NightlyParams) -> tuple[NightlyParams, str]:
+    """``params`` with ``model`` set from the registry pointer ``params.model_pointer`` names (when one was
+    promoted), and a line saying which model runs and why."""
+    if not params.model_pointer:
+        return params, f"model {params.model.model} (job.model)"
+    from pipeline.models import read_pointer
+
+    root, name = params.model_pointer.rstrip("/").rsplit("/", 1)
+    ptr = read_pointer(root, name, params.storage)
+    if ptr is None:
+        return params, (
+            f"model {params.model.model}: nothing promoted into {params.model_pointer} yet (job.model)"
+        )
+    spec = dataclasses.replace(
+        params.model, model=ptr.model, tokenizer=ptr.tokenizer, model_revision=None, tokenizer_revision=None
+    )
+    why = f"model {ptr.model} (current in {params.model_pointer}, promoted {ptr.promoted_at}: {ptr.reason})"
+    return params.model_copy(update={"model": spec}), why
 
 
 def job_as_of(as_of: dt.date, calendar: MarketCalendar) -> pd.Timestamp:

@@ -23,7 +23,7 @@ from pipeline.storage import StorageError, is_transient, join
 from . import artifacts as A
 from . import store
 from .charts import fan_chart_png, pick_chart_symbols, png_data_uri, scorecard_png
-from .job import InputNotReady, freshness_problem, local_cpus, resolve_as_of, to_job_config
+from .job import InputNotReady, freshness_problem, local_cpus, resolve_as_of, resolve_model, to_job_config
 from .params import NightlyParams
 from .scoring import SCORECARD_COLUMNS, matured_cutoffs, quantile_levels_in, score_cutoff, summarize_scorecard
 
@@ -65,6 +65,14 @@ def resolve_run(params: NightlyParams) -> dt.date:
         f"{len(params.universe)} symbols" if params.universe else "all symbols in the input",
     )
     return as_of
+
+
+@task(name="pick-model", cache_policy=NO_CACHE, **IO_RETRIES)
+def pick_model(params: NightlyParams) -> NightlyParams:
+    """The model this run uses: ``model``, or what the registry pointer ``model_pointer`` names."""
+    params, why = resolve_model(params)
+    get_run_logger().info("%s", why)
+    return params
 
 
 @task(name="check-input", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -244,6 +252,7 @@ def nightly_forecast(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
     """Forecast the whole universe as of the last completed session (or ``params.as_of``) and score what has
     matured. Returns where everything was written."""
     as_of = resolve_run(params)
+    params = pick_model(params)
     check_input(params, as_of)
     summary = run_forecast_job(params, as_of)
     fc, rejected, hist = load_run_outputs(params, summary, as_of)

@@ -16,11 +16,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kronos_core import MarketCalendar, PredictorSpec, SamplingParams, defaults
 from kronos_core.rules import check_quantile_levels
 from pipeline.config import ComputeConfig, StorageConfig, ValidationConfig
+from training.config import CheckpointSpec, StageSpec, WindowSpec
+from training.config import ComputeSpec as TrainCompute
 
-__all__ = ["NightlyParams", "BacktestParams", "DEMO_INPUT_URL", "DEMO_OUTPUT_URL"]
+__all__ = [
+    "NightlyParams",
+    "BacktestParams",
+    "FinetuneParams",
+    "DEMO_INPUT_URL",
+    "DEMO_OUTPUT_URL",
+    "DEMO_REGISTRY",
+]
 
 DEMO_INPUT_URL = "./demo_data/market"
 DEMO_OUTPUT_URL = "./demo_data/output"
+DEMO_REGISTRY = "./demo_data/models/kronos-demo"
 
 
 class NightlyParams(BaseModel):
@@ -70,6 +80,11 @@ class NightlyParams(BaseModel):
     min_fresh_share: float = Field(
         0.5, ge=0, le=1, description="Fail fast unless this share of the universe has a bar on as_of"
     )
+    model_pointer: str | None = Field(
+        None,
+        description="A model registry entry (<root>/<name>, local or s3://): forecast with the model its "
+        "'current' pointer names (the finetune flow promotes into it); until one is promoted, `model`",
+    )
     score_matured: bool = Field(True, description="Also score earlier forecasts that have matured since")
     chart_assets: int = Field(4, ge=0, le=12, description="Assets drawn in the fan chart artifact")
 
@@ -105,4 +120,53 @@ class BacktestParams(BaseModel):
     def _sorted(self) -> BacktestParams:
         if self.cutoffs:
             self.cutoffs = sorted(set(self.cutoffs))
+        return self
+
+
+class FinetuneParams(BaseModel):
+    """Fine-tune on the latest bars, backtest the candidate against the incumbent on the validation period,
+    and promote it into the registry only if its CRPS is better."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    job: NightlyParams = Field(
+        default_factory=NightlyParams,
+        description="The market, calendar, checks, storage and the incumbent (job.model, or the current "
+        "pointer of `registry`); the backtests run with these settings",
+    )
+    registry: str = Field(
+        DEMO_REGISTRY,
+        description="Registry entry <root>/<name> (local or s3://): candidates are written to "
+        "<registry>/runs/<run>/, the winner becomes <registry>/current (the nightly's model_pointer)",
+    )
+    cutoff: dt.date | None = Field(
+        None, description="Last session training may read; empty = job.as_of or the last completed session"
+    )
+    val_sessions: int = Field(
+        20, ge=2, le=2000, description="Sessions before the cutoff held out for validation and the backtest"
+    )
+    windows: WindowSpec | None = Field(
+        None, description="Training windows; empty = job.lookback + job.pred_len bars"
+    )
+    tokenizer: StageSpec = Field(
+        default_factory=lambda: StageSpec(enabled=False, lr=2e-4, grad_clip=2.0),
+        description="Stage 1 (off: fine-tune the predictor only)",
+    )
+    predictor: StageSpec = Field(default_factory=StageSpec, description="Stage 2, the tokenizer frozen")
+    train_compute: TrainCompute = Field(default_factory=TrainCompute, description="Ray Train workers")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Training checkpoints")
+    seed: int = Field(0, ge=0, description="Training seed")
+    n_cutoffs: int = Field(3, ge=1, le=250, description="Backtest cutoffs inside the validation period")
+    every: int = Field(2, ge=1, description="Sessions between backtest cutoffs")
+    min_crps_gain: float = Field(
+        0.0, ge=0, lt=1, description="Promote only if CRPS improves by more than this share (0 = any gain)"
+    )
+
+    @model_validator(mode="after")
+    def _periods(self) -> FinetuneParams:
+        if self.val_sessions <= self.job.pred_len:
+            raise ValueError(
+                f"val_sessions ({self.val_sessions}) must exceed job.pred_len ({self.job.pred_len}): a "
+                "backtest cutoff needs pred_len realised sessions inside the validation period"
+            )
         return self

@@ -7,6 +7,7 @@ asset's forecast does not depend on which batch or actor it lands in, or on a re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -54,6 +55,7 @@ class ForecastActor:
         quantiles: list[float],
         num_threads: int | None = None,
         predictor=None,
+        storage=None,
     ):
         import torch  # here, not at import: the job's CPU-only tasks import this module without torch
 
@@ -61,11 +63,24 @@ class ForecastActor:
 
         if num_threads:
             torch.set_num_threads(max(1, int(num_threads)))
-        self.predictor = predictor if predictor is not None else KronosPredictor.from_spec(spec)
+        from .models import localize
+
+        local = spec
+        if predictor is None and (spec.model.startswith("s3") or spec.tokenizer.startswith("s3")):
+            # checkpoints on S3 are loaded from a verified local copy; the lineage keeps their URLs
+            local = dataclasses.replace(
+                spec, model=localize(spec.model, storage), tokenizer=localize(spec.tokenizer, storage)
+            )
+        self.predictor = predictor if predictor is not None else KronosPredictor.from_spec(local)
         self.sampling = sampling
         self.pred_len = pred_len
         self.quantiles = tuple(quantiles)
-        self.info = json.dumps(self.predictor.describe(), sort_keys=True)
+        info = self.predictor.describe()
+        info.update(
+            model=spec.model if local is not spec else info["model"],
+            tokenizer=spec.tokenizer if local is not spec else info["tokenizer"],
+        )
+        self.info = json.dumps(info, sort_keys=True)
         log.info("forecast actor ready (pid %d): %s", os.getpid(), self.info)
 
     def __call__(self, batch: pa.Table) -> pa.Table:

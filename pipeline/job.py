@@ -193,6 +193,7 @@ def run_job(
                 pred_len=cfg.pred_len,
                 quantiles=cfg.output.quantiles,
                 num_threads=max(1, int(c.num_cpus)),
+                storage=storage,
             ),
         ).materialize()
         stage_s["forecast"] = time.perf_counter() - t

@@ -14,4 +14,11 @@ trap 'rm -rf "$tools"' EXIT
   -o requirements/lock.txt pyproject.toml
 sed -i 's#--constraint=[^ ]*torch.txt#--constraint=requirements/torch.txt#; s#-c /[^ ]*/requirements/torch.txt#-c requirements/torch.txt#' \
   requirements/lock.txt
+# the project itself is installed by setup.sh (editable, no deps); pip-compile pins it by this machine's path
+sed -i '/^kronos-batch @ file:/,+1d' requirements/lock.txt
+if grep -q 'file://' requirements/lock.txt; then
+  echo "lock.sh: requirements/lock.txt still names a local path:" >&2
+  grep -n 'file://' requirements/lock.txt >&2
+  exit 1
+fi
 echo "wrote requirements/lock.txt ($(grep -c '==' requirements/lock.txt) pins)"

@@ -40,7 +40,6 @@ from .loop import (
     train_loop,
     unpack_weights,
 )
-from .progress import relay
 
 __all__ = ["run_training", "load_base", "fit_stage", "fit_stage_local", "MANIFEST", "LAYOUT"]
 
@@ -65,20 +64,22 @@ def load_base(cfg: TrainConfig):
     """Stage 2: the starting (model, tokenizer), on the CPU, in train-ready form."""
     from kronos_core import Kronos, KronosConfig, KronosTokenizer, TokenizerConfig
     from kronos_core.config import config_from_dict
+    from pipeline.models import localize
 
     b = cfg.base
+    storage = cfg.data.storage.resolved()  # a base on S3 (a registry there) is read through a local copy
     if b.model_arch is not None:
         model = Kronos.from_config(
             config_from_dict(KronosConfig, b.model_arch, "base.model_arch"), seed=cfg.seed
         )
     else:
-        model = Kronos.from_pretrained(b.model, revision=b.model_revision)
+        model = Kronos.from_pretrained(localize(b.model, storage), revision=b.model_revision)
     if b.tokenizer_arch is not None:
         tok = KronosTokenizer.from_config(
             config_from_dict(TokenizerConfig, b.tokenizer_arch, "base.tokenizer_arch"), seed=cfg.seed
         )
     else:
-        tok = KronosTokenizer.from_pretrained(b.tokenizer, revision=b.tokenizer_revision)
+        tok = KronosTokenizer.from_pretrained(localize(b.tokenizer, storage), revision=b.tokenizer_revision)
     if (model.config.s1_bits, model.config.s2_bits) != (tok.s1_bits, tok.s2_bits):
         raise ValueError(
             f"base model bits (s1={model.config.s1_bits}, s2={model.config.s2_bits}) do not match the "
@@ -145,6 +146,8 @@ def fit_stage(
     from ray.data import ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    from .progress import relay  # imports ray.train: only when a run starts
 
     settings = _settings(stage, spec, cfg, data)
     path, fs = _storage_path(cfg, run_id)
