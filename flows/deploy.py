@@ -1,4 +1,5 @@
-"""Deployments, defined once, here: the nightly forecast on two cron schedules and the on-demand backtest.
+"""Deployments, defined once, here: the nightly forecast on two cron schedules, the on-demand backtest and
+the weekly finetune (registered inactive).
 
 - ``python -m flows.deploy`` (``scripts/start_local.sh``) serves them from this process: it registers them
   with the Prefect API in ``PREFECT_API_URL`` and runs every flow run they get, scheduled or triggered from
@@ -15,7 +16,18 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TIMEZONE", "WORK_POOL", "SCHEDULES", "DEPLOYMENTS", "build_deployments", "prefect_yaml", "main"]
+from .params import DEMO_REGISTRY
+
+__all__ = [
+    "TIMEZONE",
+    "WORK_POOL",
+    "SCHEDULES",
+    "FINETUNE_SCHEDULE",
+    "DEPLOYMENTS",
+    "build_deployments",
+    "prefect_yaml",
+    "main",
+]
 
 TIMEZONE = "America/New_York"
 WORK_POOL = "kronos-process"
@@ -27,6 +39,7 @@ class Schedule:
     cron: str
     why: str
     params: dict[str, Any] = field(default_factory=dict)  # NightlyParams overrides for this schedule only
+    active: bool = True  # False: registered paused; turn it on in the UI (or prefect.yaml) when wanted
 
 
 @dataclass(frozen=True)
@@ -36,7 +49,7 @@ class Deployment:
     description: str
     tags: tuple[str, ...]
     schedules: tuple[Schedule, ...] = ()
-    nested_job: bool = False  # the job settings sit under params.job (BacktestParams)
+    nested_job: bool = False  # the job settings sit under params.job (BacktestParams, FinetuneParams)
 
 
 SCHEDULES = (
@@ -47,6 +60,12 @@ SCHEDULES = (
         "Friday, more sample paths for the weekend report",
         {"sampling": {"sample_count": 16}},
     ),
+)
+FINETUNE_SCHEDULE = Schedule(
+    "weekly-finetune",
+    "0 6 * * 6",
+    "Saturday 06:00, after the week's last delivery; inactive until turned on",
+    active=False,
 )
 DEPLOYMENTS = (
     Deployment(
@@ -63,23 +82,47 @@ DEPLOYMENTS = (
         ("kronos", "backtest"),
         nested_job=True,
     ),
+    Deployment(
+        "finetune",
+        "flows/finetune.py:finetune",
+        "Fine-tune from the incumbent on the latest bars, backtest both on the held-out weeks, promote the "
+        "candidate into the model registry only if its CRPS is better. Weekly; off until you turn it on.",
+        ("kronos", "training"),
+        (FINETUNE_SCHEDULE,),
+        nested_job=True,
+    ),
 )
 
 
-def _params(dep: Deployment, job: dict[str, Any]) -> dict[str, Any]:
+def _params(dep: Deployment, job: dict[str, Any], registry: str | None = None) -> dict[str, Any]:
+    """A deployment's parameters: the job settings (with the registry as the model pointer, so every flow
+    forecasts with the promoted model once there is one) and, for finetune, the registry it promotes into."""
     job = copy.deepcopy(job)
-    return {"params": {"job": job}} if dep.nested_job else {"params": job}
+    if registry:
+        job["model_pointer"] = registry
+    if not dep.nested_job:
+        return {"params": job}
+    params: dict[str, Any] = {"job": job}
+    if registry and dep.name == "finetune":
+        params["registry"] = registry
+    return {"params": params}
 
 
-def build_deployments(input_url: str | None = None, output_url: str | None = None, paused: bool = False):
+def build_deployments(
+    input_url: str | None = None,
+    output_url: str | None = None,
+    paused: bool = False,
+    registry: str | None = DEMO_REGISTRY,
+):
     """RunnerDeployments for ``prefect.serve``. Each schedule carries its full parameters (Prefect 3
     per-schedule parameters replace, not merge into, the deployment's)."""
     from prefect.schedules import Cron
 
     from .backtest import backtest
+    from .finetune import finetune
     from .nightly import nightly_forecast
 
-    flows = {"nightly": nightly_forecast, "backtest": backtest}
+    flows = {"nightly": nightly_forecast, "backtest": backtest, "finetune": finetune}
     base = {k: v for k, v in (("input_url", input_url), ("output_url", output_url)) if v}
     out = []
     for dep in DEPLOYMENTS:
@@ -88,8 +131,8 @@ def build_deployments(input_url: str | None = None, output_url: str | None = Non
                 s.cron,
                 timezone=TIMEZONE,
                 slug=s.slug,
-                active=not paused,
-                parameters=_params(dep, {**base, **s.params}),
+                active=s.active and not paused,
+                parameters=_params(dep, {**base, **s.params}, registry),
             )
             for s in dep.schedules
         ]
@@ -98,7 +141,7 @@ def build_deployments(input_url: str | None = None, output_url: str | None = Non
                 name=dep.name,
                 description=dep.description,
                 tags=list(dep.tags),
-                parameters=_params(dep, base) if base else None,
+                parameters=_params(dep, base, registry) if base or registry else None,
                 schedules=schedules or None,
             )
         )
@@ -107,10 +150,11 @@ def build_deployments(input_url: str | None = None, output_url: str | None = Non
 
 def prefect_yaml() -> str:
     """The text of ``prefect.yaml``: the same deployments for a work pool; URLs from the worker's
-    ``KRONOS_INPUT_URL`` / ``KRONOS_OUTPUT_URL`` environment."""
+    ``KRONOS_INPUT_URL`` / ``KRONOS_OUTPUT_URL`` / ``KRONOS_REGISTRY`` environment."""
     import yaml
 
     base = {"input_url": "{{ $KRONOS_INPUT_URL }}", "output_url": "{{ $KRONOS_OUTPUT_URL }}"}
+    registry = "{{ $KRONOS_REGISTRY }}"
     doc: dict[str, Any] = {
         "name": "kronos-batch",
         "prefect-version": "3.9.1",
@@ -126,7 +170,7 @@ def prefect_yaml() -> str:
             "description": dep.description,
             "tags": list(dep.tags),
             "work_pool": {"name": WORK_POOL, "work_queue_name": "default"},
-            "parameters": _params(dep, base),
+            "parameters": _params(dep, base, registry),
         }
         if dep.schedules:
             d["schedules"] = [
@@ -134,8 +178,8 @@ def prefect_yaml() -> str:
                     "cron": s.cron,
                     "timezone": TIMEZONE,
                     "slug": s.slug,
-                    "active": True,
-                    "parameters": _params(dep, {**base, **s.params}),
+                    "active": s.active,
+                    "parameters": _params(dep, {**base, **s.params}, registry),
                 }
                 for s in dep.schedules
             ]
@@ -146,18 +190,24 @@ def prefect_yaml() -> str:
         "# Prefect 3 deployments for a work pool: `prefect deploy --all` from the repo root; the work pool",
         "# and worker setup: infra/prefect/README.md. Schedules:",
     ]
-    head += [f"#   {s.slug} ({s.cron}, {TIMEZONE}): {s.why}" for s in SCHEDULES]
+    head += [f"#   {s.slug} ({s.cron}, {TIMEZONE}): {s.why}" for s in SCHEDULES + (FINETUNE_SCHEDULE,)]
     return "\n".join(head) + "\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        description="Serve the nightly and backtest deployments against PREFECT_API_URL."
+        description="Serve the nightly, backtest and finetune deployments against PREFECT_API_URL."
     )
     ap.add_argument("--input-url", help="market the deployments read (default: NightlyParams' default)")
     ap.add_argument("--output-url", help="forecast store root (default: NightlyParams' default)")
     ap.add_argument(
         "--paused", action="store_true", help="register the schedules inactive (manual runs only)"
+    )
+    ap.add_argument(
+        "--registry",
+        default=DEMO_REGISTRY,
+        help="model registry entry <root>/<name>: finetune promotes into it, the other flows forecast with "
+        "its current model (default: %(default)s)",
     )
     ap.add_argument("--limit", type=int, default=1, help="concurrent flow runs (each starts Ray work)")
     ap.add_argument(
@@ -171,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     from prefect import serve
 
-    serve(*build_deployments(args.input_url, args.output_url, args.paused), limit=args.limit)
+    serve(*build_deployments(args.input_url, args.output_url, args.paused, args.registry), limit=args.limit)
 
 
 if __name__ == "__main__":

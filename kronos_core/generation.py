@@ -43,15 +43,18 @@ class KVCache:
 
     @classmethod
     def empty(cls, model: Kronos, rows: int, slots: int, device, dtype) -> KVCache:
+        """Zero-filled, not ``torch.empty``: attention adds its mask (-inf) to q.k of every slot, so a NaN
+        left in an unwritten slot by earlier work in the process survives the mask and changed tokens
+        (seen as rare differences between identical calls in a long-lived process)."""
         c = model.config
         hd, hd_dep = c.d_model // c.n_heads, c.d_model // DEP_HEADS
         shape = (c.n_layers, rows, c.n_heads, slots, hd)
         dep_shape = (rows, DEP_HEADS, slots, hd_dep)
         return cls(
-            torch.empty(shape, device=device, dtype=dtype),
-            torch.empty(shape, device=device, dtype=dtype),
-            torch.empty(dep_shape, device=device, dtype=dtype),
-            torch.empty(dep_shape, device=device, dtype=dtype),
+            torch.zeros(shape, device=device, dtype=dtype),
+            torch.zeros(shape, device=device, dtype=dtype),
+            torch.zeros(dep_shape, device=device, dtype=dtype),
+            torch.zeros(dep_shape, device=device, dtype=dtype),
         )
 
     def repeat_rows(self, n: int) -> KVCache:

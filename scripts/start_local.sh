@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Start everything locally: a Prefect server on 127.0.0.1 and the served deployments (nightly + backtest),
+# Start everything locally: a Prefect server on 127.0.0.1 and the served deployments (nightly, backtest,
+# finetune),
 # on a generated demo market. Open the UI, pick "nightly-forecast / nightly", "Run" -> "Custom run".
 # Ctrl-C stops both. Usage: scripts/start_local.sh [port]   (env: KRONOS_DATA_DIR, KRONOS_INPUT_URL,
-# KRONOS_OUTPUT_URL, PREFECT_HOME; PAUSED=1 registers the cron schedules inactive)
+# KRONOS_OUTPUT_URL, KRONOS_REGISTRY, PREFECT_HOME; PAUSED=1 registers the cron schedules inactive)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${1:-4200}"
@@ -11,6 +12,7 @@ PREFECT="$(dirname "$PY")/prefect"; [ -x "$PREFECT" ] || PREFECT=prefect
 DATA="${KRONOS_DATA_DIR:-$PWD/demo_data}"
 export KRONOS_INPUT_URL="${KRONOS_INPUT_URL:-$DATA/market}"
 export KRONOS_OUTPUT_URL="${KRONOS_OUTPUT_URL:-$DATA/output}"
+export KRONOS_REGISTRY="${KRONOS_REGISTRY:-$DATA/models/kronos-demo}"
 export PREFECT_HOME="${PREFECT_HOME:-$DATA/prefect_home}"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
@@ -32,8 +34,11 @@ done
 echo "Prefect UI:  http://127.0.0.1:$PORT   (server log: $PREFECT_HOME/server.log)"
 echo "Market:      $KRONOS_INPUT_URL"
 echo "Output:      $KRONOS_OUTPUT_URL"
-echo "Deployments: nightly-forecast/nightly (cron 17:30 America/New_York Mon-Fri), walk-forward-backtest/backtest"
+echo "Registry:    $KRONOS_REGISTRY (finetune promotes here; the nightly forecasts with its current model)"
+echo "Deployments: nightly-forecast/nightly (cron 17:30 America/New_York Mon-Fri), walk-forward-backtest/backtest,"
+echo "             finetune/finetune (weekly, paused until you turn it on)"
 echo "CLI trigger: $PREFECT deployment run 'nightly-forecast/nightly' --watch"
-"$PY" -m flows.deploy --input-url "$KRONOS_INPUT_URL" --output-url "$KRONOS_OUTPUT_URL" ${PAUSED:+--paused} &
+"$PY" -m flows.deploy --input-url "$KRONOS_INPUT_URL" --output-url "$KRONOS_OUTPUT_URL" \
+  --registry "$KRONOS_REGISTRY" ${PAUSED:+--paused} &
 SERVE=$!
 wait $SERVE

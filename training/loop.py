@@ -480,6 +480,7 @@ def run_worker(settings: LoopSettings, init: dict, session) -> None:
                 state.windows.setdefault(epoch, []).append(_gather(ids, world))
             if state.global_step % settings.every_n_steps == 0:
                 report({"kind": "step", "epoch": epoch, "train_loss": float(np.mean(losses))})
+        train_s = time.perf_counter() - t0  # steps, data and checkpoints; not the validation pass
         # validation: every rank scores its share of the validation windows, the sums are all-reduced
         vsum, vn = evaluate(
             mods, _all_of(val_shard, settings.val_ids, settings.seed, rank, world), settings, device, autocast
@@ -488,7 +489,7 @@ def run_worker(settings: LoopSettings, init: dict, session) -> None:
             t = torch.tensor([vsum, float(vn)], dtype=torch.float64)
             dist.all_reduce(t)
             vsum, vn = float(t[0]), int(t[1])
-        elapsed = time.perf_counter() - t0
+        val_s = time.perf_counter() - t0 - train_s
         train_loss = _mean_over_ranks(losses, world)
         val_loss = vsum / vn if vn else float("nan")
         state.history.append(
@@ -496,7 +497,9 @@ def run_worker(settings: LoopSettings, init: dict, session) -> None:
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
                 "val_loss": val_loss,
-                "windows_per_s": windows / elapsed if elapsed else 0.0,
+                "windows_per_s": windows / train_s if train_s else 0.0,
+                "train_s": train_s,
+                "val_s": val_s,
                 "steps": state.global_step,
             }
         )

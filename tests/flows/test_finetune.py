@@ -155,6 +155,7 @@ def _finetune_params(market, tmp_path, **kw):
     )
 
 
+@pytest.mark.slow  # ~3 min on 2 cores: two trainings, four backtest jobs, a nightly
 def test_finetune_promotes_a_better_candidate_and_the_nightly_uses_it(
     prefect_harness, ray_local, small_market, tmp_path
 ):
@@ -203,3 +204,11 @@ def test_finetune_promotes_a_better_candidate_and_the_nightly_uses_it(
     assert night["model"] == ptr.model
     fc = pd.read_parquet(night["forecast_partition"])
     assert (fc["training_run"] == out["run_id"]).all() and (fc["base_model"] == "random:test").all()
+
+    # a second run starts from the promoted model; demanding a 99 % CRPS gain, it keeps the incumbent
+    again = finetune(_finetune_params(small_market, tmp_path, min_crps_gain=0.99))
+    assert again["promote"] is False and again["pointer"] is None and "needed > 99.00%" in again["reason"]
+    manifest = json.loads((Path(again["candidate"]) / "training_manifest.json").read_text())
+    assert manifest["base"]["model"] == ptr.model  # trained from the incumbent the registry names
+    assert read_pointer(str(tmp_path / "models"), "tiny") == ptr  # the pointer did not move
+    assert "Not promoted" in str(Artifact.get(KEYS["finetune_decision"]).data)

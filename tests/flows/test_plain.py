@@ -123,6 +123,7 @@ def test_prefect_yaml_is_generated_from_flows_deploy():
     from pathlib import Path
 
     from flows.deploy import SCHEDULES, prefect_yaml
+    from flows.params import FinetuneParams
 
     committed = (Path(__file__).parents[2] / "prefect.yaml").read_text()
     assert committed == prefect_yaml(), "regenerate: python -m flows.deploy --write-prefect-yaml prefect.yaml"
@@ -133,6 +134,14 @@ def test_prefect_yaml_is_generated_from_flows_deploy():
     assert [s["cron"] for s in nightly["schedules"]] == [s.cron for s in SCHEDULES]
     for sched in nightly["schedules"]:  # every schedule's parameters are a valid form
         NightlyParams(**{**sched["parameters"]["params"], "input_url": "/x", "output_url": "/y"})
+    urls = {"input_url": "/x", "output_url": "/y", "model_pointer": "/models/m"}
+    finetune = next(d for d in doc["deployments"] if d["name"] == "finetune")
+    [weekly] = finetune["schedules"]
+    assert weekly["active"] is False  # off until turned on
+    params = weekly["parameters"]["params"]
+    assert params["registry"] == params["job"]["model_pointer"] == "{{ $KRONOS_REGISTRY }}"
+    FinetuneParams(job={**params["job"], **urls}, registry="/models/m")
+    assert all(s["active"] for s in nightly["schedules"])
 
 
 def test_freshness_messages_say_what_is_missing():

@@ -146,3 +146,28 @@ def test_per_series_seeds_equal_separate_calls(predictor):
         predictor.forecast(series, seeds=[1, 2])
     with pytest.raises(ValueError, match="seeds must be ints >= 0"):
         predictor.forecast(series, seeds=[1, -2, 3])
+
+
+def test_unwritten_cache_slots_never_reach_the_result(predictor, monkeypatch):
+    """The KV cache is allocated zero-filled (a NaN left in a ``torch.empty`` slot by earlier work in the
+    process passed through attention's additive mask and changed tokens), and whatever finite values the
+    unwritten slots hold, the masked attention ignores them."""
+    from kronos_core import generation as G
+
+    kv = G.KVCache.empty(predictor.model, 3, 20, "cpu", torch.float32)
+    assert all(torch.count_nonzero(t) == 0 for t in (kv.k, kv.v, kv.dep_k, kv.dep_v))
+    series = synthetic_universe(5, 10, 60, 8, seed=21)
+    clean = predictor.forecast(series, sampling=SAMPLED)
+    make = G.KVCache.empty.__func__
+    gen = torch.Generator().manual_seed(0)
+
+    def garbage(cls, *a, **kw):
+        cache = make(cls, *a, **kw)
+        for t in (cache.k, cache.v, cache.dep_k, cache.dep_v):
+            t.copy_(torch.randn(t.shape, generator=gen) * 1e30)
+        return cache
+
+    monkeypatch.setattr(G.KVCache, "empty", classmethod(garbage))
+    dirty = predictor.forecast(series, sampling=SAMPLED)
+    np.testing.assert_array_equal(dirty.tokens, clean.tokens)
+    np.testing.assert_array_equal(dirty.paths, clean.paths)
