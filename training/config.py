@@ -283,6 +283,7 @@ class TrainSummary:
     assets_rejected: int = 0
     reject_reasons: dict[str, int] = field(default_factory=dict)
     bars_used: int = 0
+    bars_rejected: int = 0
     windows_train: int = 0
     windows_val: int = 0
     windows_straddling: int = 0
@@ -299,7 +300,8 @@ class TrainSummary:
             f"  data             cutoff {self.cutoff}, validation from {self.val_start}",
             f"  assets           {self.assets_used} used, {self.assets_rejected} rejected "
             f"{self.reject_reasons or ''}",
-            f"  bars / windows   {self.bars_used:,} bars; {self.windows_train:,} train, {self.windows_val:,} "
+            f"  bars / windows   {self.bars_used:,} bars used ({self.bars_rejected:,} in rejected assets); "
+            f"{self.windows_train:,} train, {self.windows_val:,} "
             f"validation windows ({self.windows_straddling:,} straddling val_start left out)",
         ]
         for s in self.stages.values():

@@ -50,6 +50,7 @@ class WindowData:
     assets_used: int = 0
     rejected: pd.DataFrame = field(default_factory=pd.DataFrame)  # symbol, n_bars, reject_reason
     bars_used: int = 0
+    bars_rejected: int = 0
     windows_straddling: int = 0
     first_bar: str = ""
     last_bar: str = ""
@@ -217,6 +218,7 @@ def _build_windows(cfg: TrainConfig) -> WindowData:
         assets_used=len(used),
         rejected=meta.loc[~meta["is_valid"], ["symbol", "n_bars", "reject_reason"]].reset_index(drop=True),
         bars_used=int(used["n_bars"].sum()),
+        bars_rejected=int(meta.loc[~meta["is_valid"], "n_bars"].sum()),
         windows_straddling=int(counts.get("straddle", 0)),
         first_bar=str(first) if len(used) else "",
         last_bar=str(last) if len(used) else "",

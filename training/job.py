@@ -246,6 +246,7 @@ def run_training(
         summary.assets_read, summary.assets_used = data.assets_read, data.assets_used
         summary.assets_rejected, summary.reject_reasons = len(data.rejected), data.reject_reasons
         summary.bars_used, summary.windows_straddling = data.bars_used, data.windows_straddling
+        summary.bars_rejected = data.bars_rejected
         summary.windows_train, summary.windows_val = len(data.train_ids), len(data.val_ids)
         # 2. base weights
         model, tok = load_base(cfg)
@@ -368,6 +369,7 @@ def export(cfg: TrainConfig, packed: dict, base: dict, data: WindowData, summary
                 "assets_rejected": len(data.rejected),
                 "reject_reasons": data.reject_reasons,
                 "bars_used": data.bars_used,
+                "bars_rejected": data.bars_rejected,
                 "windows_train": int(len(data.train_ids)),
                 "windows_val": int(len(data.val_ids)),
                 "windows_straddling": data.windows_straddling,

@@ -140,6 +140,7 @@ def test_invalid_assets_are_quarantined_with_the_jobs_reasons(ray_local, tmp_pat
     assert {s: got.get(s, "").split(";")[0] for s in want} == want
     assert set(got) == set(want)
     assert data.assets_used == 16 - len(want)
+    assert data.bars_rejected == int(data.rejected["n_bars"].sum()) > 0
     assert sum(data.reject_reasons.values()) >= len(want)
     symbols_used = set(_windows(data.train)["symbol"]) | set(_windows(data.val)["symbol"])
     assert not symbols_used & set(want)
