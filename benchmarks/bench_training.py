@@ -11,9 +11,10 @@ windows/s = training windows per second of the epoch's training part (steps, dat
 over the epochs after the first; Ray Train's start-up is reported separately as the wall-time difference.
 Memory: each setting runs ``steps`` predictor steps in a fresh subprocess; "activations" = bytes of the
 tensors autograd saves for the backward pass of one step (what checkpointing trades for recompute),
-"peak RSS" = resident memory above the level before the first step.
+"peak RSS" = resident memory above the level before the first step (the weights, optimiser state
+and gradients of the first step included, so it is an upper bound on what checkpointing can save).
 
-    python benchmarks/bench_training.py                 # the README table (about 6 minutes on 2 cores)
+    python benchmarks/bench_training.py                 # the README tables (about 10 minutes on 2 cores)
     python benchmarks/bench_training.py --quick         # a smoke run
 """
 
@@ -160,13 +161,13 @@ def memory_worker(args) -> None:
         saved[0] += t.numel() * t.element_size()
         return t
 
+    sampler = RssSampler()  # from before the first step: the allocator keeps what a step freed
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss, _ = predictor_loss(model, s1, s2, stamp)
     activations = saved[0]
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
-    sampler = RssSampler()
     t0 = time.perf_counter()
     for _ in range(args.steps):
         loss, _ = predictor_loss(model, s1, s2, stamp)
@@ -212,6 +213,7 @@ def main() -> None:
     ap.add_argument("--checkpointing", action="store_true")
     ap.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="small settings for a smoke run")
+    ap.add_argument("--part", choices=("all", "throughput", "memory"), default="all")
     args = ap.parse_args()
     if args.memory_worker:
         memory_worker(args)
@@ -227,8 +229,13 @@ def main() -> None:
         f"float32, arch {args.arch}",
         flush=True,
     )
-    thr = throughput(args)
-    mem = memory(args)
+    if args.part in ("all", "throughput"):
+        report_throughput(throughput(args))
+    if args.part in ("all", "memory"):
+        report_memory(memory(args))
+
+
+def report_throughput(thr: list[dict]) -> None:
     base = {r["setting"]: r for r in thr}
     plain, one, two = (
         base["plain torch, 1 thread"],
@@ -247,6 +254,9 @@ def main() -> None:
         f"(windows/s); 2 workers / 1 worker: {two['windows_per_s'] / one['windows_per_s']:.2f}×; "
         f"Ray Train start-up ≈ {one['wall_s'] - one['train_s'] - (plain['wall_s'] - plain['train_s']):.1f} s"
     )
+
+
+def report_memory(mem: list[dict]) -> None:
     print("\n| gradient checkpointing | saved activations MiB | peak RSS MiB | s / step |")
     print("|---|---:|---:|---:|")
     for r in mem:

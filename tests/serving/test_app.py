@@ -60,14 +60,31 @@ def _deploy(port: int, batching: dict, models: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict:
-    """MODELS plus "ft": a checkpoint directory, as a fine-tuning run writes it."""
-    from kronos_core import Kronos, KronosTokenizer
+def finetuned(ray_local, tmp_path_factory) -> dict:
+    """The output directory of a real ``kronos-train`` run (1 Ray Train worker, 1 epoch
+    from ``random:test:2`` on a small synthetic market; ~25 s), served by path with no change."""
+    from pipeline import write_synthetic_market
+    from tests.training.conftest import END, train_config
+    from training import run_training
 
     d = tmp_path_factory.mktemp("finetuned")
-    Kronos.from_pretrained("random:test:2").save_pretrained(d / "model")
-    KronosTokenizer.from_pretrained("random:test:2").save_pretrained(d / "tokenizer")
-    return {**MODELS, "ft": {"model": str(d / "model"), "tokenizer": str(d / "tokenizer"), "max_context": 64}}
+    market = write_synthetic_market(str(d / "bars"), n_symbols=6, n_bars=100, end=END, broken=False, seed=3)
+    cfg = train_config(
+        market.url,
+        str(d / "out"),
+        base={"model": "random:test:2", "tokenizer": "random:test:2"},
+        predictor={"epochs": 1},
+    )
+    summary = run_training(cfg)
+    out = d / "out"
+    spec = {"model": str(out / "model"), "tokenizer": str(out / "tokenizer"), "max_context": 64}
+    return {"spec": spec, "run_id": summary.run_id}
+
+
+@pytest.fixture(scope="module")
+def models(finetuned) -> dict:
+    """MODELS plus "ft": a fine-tuned model directory."""
+    return {**MODELS, "ft": finetuned["spec"]}
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +217,7 @@ def test_model_choice_by_field_and_header(client, predictors):
     assert_equals_direct(by_field, req, predictors["test2"])
 
 
-def test_finetuned_directory_model(client, predictors, models):
+def test_finetuned_directory_model(client, predictors, models, finetuned):
     req = request(
         [series_json("AAA", 50, 6, seed=1), series_json("BBB", 30, 6, seed=2)], pred_len=6, seed=5, model="ft"
     )
@@ -208,6 +225,9 @@ def test_finetuned_directory_model(client, predictors, models):
     assert r.status_code == 200, r.text
     identity = r.json()["model"]["identity"]
     assert identity["model"] == models["ft"]["model"] and identity["random_weights"] is False
+    # the training lineage, from the run's training_manifest.json
+    assert identity["training_run"] == finetuned["run_id"]
+    assert identity["base_model"] == "random:test:2"
     assert identity["model_sha256"] == predictors["ft"].describe()["model_sha256"]
     assert_equals_direct(r.json(), req, predictors["ft"])
 

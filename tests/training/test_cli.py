@@ -4,6 +4,7 @@ from the command line prints the per-epoch lines and the summary."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,15 @@ def test_bad_configs_exit_2_with_the_reason(tmp_path, capsys):
     assert "val_start" in err and "must be before data.cutoff" in err
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_main_in_process_leaves_the_hosts_logging_alone(tmp_path, capsys):
+    """Regression: ``basicConfig(force=True)`` replaced pytest's root handlers with one writing to this
+    test's captured stderr; once closed, every later Prefect log record failed (3 flow tests broke)."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert root.handlers == before
 
 
 @pytest.mark.slow
