@@ -46,6 +46,8 @@ def _cell(v: Any) -> Any:
         return None  # JSON has no NaN; the UI shows an empty cell
     if isinstance(v, (pd.Timestamp,)) or hasattr(v, "isoformat"):
         return str(v)
+    if isinstance(v, (list, tuple)) or getattr(v, "ndim", 0) == 1:  # crps_by_step: one compact cell
+        return ", ".join(f"{float(x):.4g}" for x in v)
     if hasattr(v, "item"):  # numpy scalars
         return _cell(v.item())
     return v

@@ -15,9 +15,9 @@ from pipeline.storage import join
 from . import artifacts as A
 from . import store
 from .charts import png_data_uri, scorecard_png
-from .nightly import IO_RETRIES, check_input, pick_model, run_forecast_job
+from .nightly import IO_RETRIES, SKILL_TITLE, check_input, pick_model, run_forecast_job
 from .params import BacktestParams, NightlyParams
-from .scoring import SCORECARD_COLUMNS, quantile_levels_in, score_cutoff, summarize_scorecard
+from .scoring import SCORECARD_COLUMNS, quantile_levels_in, score_cutoff, skill_table, summarize_scorecard
 
 __all__ = ["backtest", "auto_cutoffs"]
 
@@ -108,18 +108,22 @@ def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[di
         "",
         A.markdown_table(summarize_scorecard(card)),
         "",
+        SKILL_TITLE,
+        "",
+        A.markdown_table(skill_table(card)),
+        "",
         "## Runs",
         "",
         A.markdown_table(runs),
     ]
     A.publish_markdown(
-        A.KEYS["backtest_summary"], "\n".join(md), "Backtest metrics over time vs naive baselines"
+        A.KEYS["backtest_summary"], "\n".join(md), "Backtest metrics over time vs the baselines"
     )
     if len(card):
         A.publish_image(
             A.KEYS["backtest_chart"],
             png_data_uri(scorecard_png(card)),
-            "MAE, RankIC, direction accuracy and CRPS per cutoff: kronos vs naive baselines",
+            "MAE, RankIC, direction accuracy, CRPS and CRPS skill per cutoff: kronos vs the baselines",
         )
     return url
 

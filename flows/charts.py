@@ -113,16 +113,18 @@ def png_data_uri(png: bytes) -> str:
 
 def scorecard_png(
     scorecard: pd.DataFrame,
-    metrics: Sequence[str] = ("mae", "rank_ic", "direction_acc", "crps"),
+    metrics: Sequence[str] = ("mae", "rank_ic", "direction_acc", "crps", "crps_skill"),
     dpi: int = 72,
 ) -> bytes:
-    """PNG: each metric over cutoffs, one line per method (kronos vs the naive baselines)."""
+    """PNG: each metric over cutoffs, one line per method (kronos vs the baselines); ``crps_skill`` is
+    1 - CRPS / the bootstrap random walk's (above 0: better than the baseline)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     df = scorecard.assign(as_of=pd.to_datetime(scorecard["as_of"])).sort_values("as_of")
+    metrics = [m for m in metrics if m in df.columns]  # scorecards from older versions lack crps_skill
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 2.8), squeeze=False)
     try:
         for ax, m in zip(axes.ravel(), metrics, strict=True):

@@ -180,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         from .scoring import summarize_scorecard
 
         mean = summarize_scorecard(pd.read_parquet(result["scorecard"]))
-        cols = ["method", "cutoffs", "mae", "mape", "direction_acc", "ic", "rank_ic", "coverage", "crps"]
+        cols = ["method", "cutoffs", "mae", "direction_acc", "rank_ic", "coverage", "crps", "crps_skill"]
         print(
-            "Scorecard, mean over matured cutoffs (random weights score like noise; "
-            "naive_* are the baselines):"
+            "Scorecard, mean over matured cutoffs (random weights score like noise; bootstrap_rw and "
+            "naive_* are the baselines; crps_skill > 0 beats the bootstrap random walk):"
         )
         print(mean[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     from prefect.settings import PREFECT_HOME

@@ -29,6 +29,7 @@ from pipeline.storage import filesystem, join, strip_protocol
 from . import artifacts as A
 from . import store
 from .backtest import auto_cutoffs, backtest
+from .baselines import BOOTSTRAP
 from .charts import png_data_uri
 from .job import job_as_of, resolve_as_of, resolve_model
 from .nightly import IO_RETRIES
@@ -36,8 +37,8 @@ from .params import BacktestParams, FinetuneParams
 
 __all__ = ["finetune", "validation_period", "decide", "side_by_side", "METRICS"]
 
-METRICS = ("crps", "mae", "mape", "direction_acc", "rank_ic", "coverage")
-NAIVE = ("naive_last", "naive_drift")
+METRICS = ("crps", "crps_skill", "pinball", "mae", "mape", "direction_acc", "rank_ic", "coverage")
+BASELINES = (BOOTSTRAP, "naive_last", "naive_drift")
 
 
 def validation_period(
@@ -83,11 +84,12 @@ def decide(incumbent: list[dict], candidate: list[dict], min_gain: float) -> dic
 
 
 def side_by_side(incumbent: list[dict], candidate: list[dict]) -> pd.DataFrame:
-    """metric | incumbent | candidate | naive_last | naive_drift, from the two backtests' mean rows."""
+    """metric | incumbent | candidate | bootstrap_rw | naive_last | naive_drift, from the two backtests'
+    mean rows (the baselines from the incumbent's backtest: same cutoffs, same data)."""
     cols = {
         "incumbent": _kronos(incumbent),
         "candidate": _kronos(candidate),
-        **{m: next((r for r in incumbent if r.get("method") == m), {}) for m in NAIVE},
+        **{m: next((r for r in incumbent if r.get("method") == m), {}) for m in BASELINES},
     }
     return pd.DataFrame(
         [{"metric": m, **{k: v.get(m) for k, v in cols.items()}} for m in METRICS + ("cutoffs",)]

@@ -25,7 +25,14 @@ from . import store
 from .charts import fan_chart_png, pick_chart_symbols, png_data_uri, scorecard_png
 from .job import InputNotReady, freshness_problem, local_cpus, resolve_as_of, resolve_model, to_job_config
 from .params import NightlyParams
-from .scoring import SCORECARD_COLUMNS, matured_cutoffs, quantile_levels_in, score_cutoff, summarize_scorecard
+from .scoring import (
+    SCORECARD_COLUMNS,
+    matured_cutoffs,
+    quantile_levels_in,
+    score_cutoff,
+    skill_table,
+    summarize_scorecard,
+)
 
 __all__ = ["nightly_forecast", "run_forecast_job", "score_matured_forecasts", "IO_RETRIES"]
 
@@ -47,6 +54,9 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
+SKILL_TITLE = (
+    "## CRPS skill vs the bootstrap random walk, per horizon (1 - CRPS / baseline CRPS; above 0 beats it)"
+)
 IO_RETRIES: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": exponential_backoff(backoff_factor=2),
@@ -225,15 +235,16 @@ def publish(
     ]
     if scorecard is not None and len(scorecard):
         lines += ["", "## Scorecard over time", "", A.markdown_table(summarize_scorecard(scorecard))]
+        lines += ["", SKILL_TITLE, "", A.markdown_table(skill_table(scorecard))]
         A.publish_table(
             A.KEYS["scorecard"],
             A.frame_rows(scorecard.sort_values(["as_of", "method"])),
-            "Matured forecasts scored against realised bars and naive baselines",
+            "Matured forecasts scored against realised bars and the baselines",
         )
         A.publish_image(
             A.KEYS["scorecard_chart"],
             png_data_uri(scorecard_png(scorecard)),
-            "Forecast quality per matured cutoff: kronos vs naive baselines",
+            "Forecast quality per matured cutoff: kronos vs the baselines",
         )
     A.publish_markdown(A.KEYS["outputs"], "\n".join(lines), f"Where this run's outputs are, as_of {as_of}")
 

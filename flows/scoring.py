@@ -8,12 +8,18 @@ are realised; only matured (asset, as_of) forecasts are scored, so a score never
 Methods scored on the same rows:
 
 - ``kronos``: the model's mean close path and its close quantiles.
+- ``bootstrap_rw``: a random walk with bootstrapped past log returns (``flows.baselines``), as many paths as
+  Kronos drew (the table's ``sample_count``), seeded per series from the table's ``seed``, summarised at
+  the same quantile levels: the probabilistic baseline, scored exactly like ``kronos``.
 - ``naive_last``: every step equals the last observed close (random-walk forecast).
 - ``naive_drift``: the last close plus the average per-bar change over the lookback window.
 
-Metrics per (as_of, method): MAE and MAPE of close over all steps; direction accuracy, IC and RankIC of the
-horizon return (last step's close vs the last observed close, across assets); for ``kronos`` the coverage of
-the outermost quantile interval and CRPS (quantile approximation; a point forecast's CRPS is its MAE).
+Metrics per (as_of, method): MAE and MAPE of the point forecast (the mean path) over all steps; direction
+accuracy, IC and RankIC of the horizon return (last step's close vs the last observed close, across assets);
+for ``kronos`` and ``bootstrap_rw`` the coverage of the outermost quantile interval; CRPS (quantile
+approximation, ``flows.metrics``; a point forecast's CRPS is its absolute error) overall and per step
+(``crps_by_step``); the mean pinball loss over the levels (a point forecast stands for every quantile);
+``crps_skill`` = 1 - CRPS / the bootstrap random walk's CRPS on the same rows (> 0: better than it).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from kronos_core import MarketCalendar
 from kronos_core.rules import quantile_column, quantile_level_of
 
 from . import metrics as M
+from .baselines import BOOTSTRAP, bootstrap_paths, path_quantiles, series_rng
 
 __all__ = [
     "METHODS",
@@ -36,9 +43,13 @@ __all__ = [
     "matured_cutoffs",
     "score_cutoff",
     "summarize_scorecard",
+    "skill_by_horizon",
+    "skill_table",
+    "history_closes",
+    "SUMMARY_COLUMNS",
 ]
 
-METHODS = ("kronos", "naive_last", "naive_drift")
+METHODS = ("kronos", BOOTSTRAP, "naive_last", "naive_drift")
 SCORECARD_COLUMNS = [
     "as_of",
     "model",
@@ -53,6 +64,9 @@ SCORECARD_COLUMNS = [
     "coverage",
     "coverage_nominal",
     "crps",
+    "pinball",
+    "crps_skill",
+    "crps_by_step",
     "scored_at",
 ]
 
@@ -122,14 +136,59 @@ def quantile_levels_in(forecasts: pd.DataFrame, field: str = "close") -> list[fl
     return sorted(q for q in levels if q is not None)
 
 
-def _horizon_returns(df: pd.DataFrame, pred_col: str) -> pd.DataFrame:
-    last_step = df.loc[df.groupby("symbol")["step"].idxmax()]
-    return pd.DataFrame(
-        {
-            "pred": last_step[pred_col].to_numpy() / last_step["last_close"].to_numpy() - 1.0,
-            "real": last_step["actual"].to_numpy() / last_step["last_close"].to_numpy() - 1.0,
-        }
-    )
+def _horizon_returns(df: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
+    last = (df["step"] == df.groupby("symbol")["step"].transform("max")).to_numpy()
+    base = df["last_close"].to_numpy()[last]
+    return pd.DataFrame({"pred": pred[last] / base - 1.0, "real": df["actual"].to_numpy()[last] / base - 1.0})
+
+
+def history_closes(bars: pd.DataFrame, as_of, lookback: int) -> dict[str, np.ndarray]:
+    """Per symbol, the last ``lookback`` closes up to the cutoff (oldest first): what the model saw."""
+    cut = _cutoff_end(as_of)
+    b = bars.loc[bars["timestamp"] < cut, ["symbol", "timestamp", "close"]]
+    b = b.sort_values(["symbol", "timestamp"])
+    tail = b.groupby("symbol", sort=False).tail(max(lookback, 2))
+    return {str(k): g.to_numpy(dtype=np.float64) for k, g in tail.groupby("symbol", sort=False)["close"]}
+
+
+def _per_symbol(forecasts: pd.DataFrame, column: str, override: int | None, default: int) -> dict[str, int]:
+    """A per-series lineage value (``seed``, ``sample_count``) from the forecast table."""
+    if override is not None:
+        return dict.fromkeys(forecasts["symbol"].astype(str).unique(), int(override))
+    if column not in forecasts.columns:
+        return dict.fromkeys(forecasts["symbol"].astype(str).unique(), default)
+    first = forecasts.groupby("symbol", sort=False)[column].first()
+    return {str(k): int(v) if pd.notna(v) else default for k, v in first.items()}
+
+
+def _bootstrap(
+    df: pd.DataFrame, hist: dict[str, np.ndarray], levels: list[float], counts: dict, seeds: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean path and quantiles of the bootstrap random walk, aligned with ``df``'s rows."""
+    mean = np.full(len(df), np.nan)
+    quant = np.full((len(df), len(levels)), np.nan)
+    for sym, idx in df.groupby("symbol", sort=False).indices.items():
+        closes = hist.get(str(sym))
+        if closes is None or not np.isfinite(closes).any():
+            continue
+        rng = series_rng(seeds[str(sym)], str(sym))
+        paths = bootstrap_paths(closes, len(idx), counts[str(sym)], rng)
+        mean[idx] = paths.mean(axis=0)
+        quant[idx] = path_quantiles(paths, levels)
+    return mean, quant
+
+
+def _row_losses(point: np.ndarray, quant: np.ndarray | None, levels: list[float], actual: np.ndarray):
+    """Per row: CRPS (quantile approximation for a distribution, absolute error for a point) and the mean
+    pinball loss over ``levels`` (a point forecast stands for every quantile)."""
+    if levels:
+        q = quant if quant is not None else np.repeat(point[:, None], len(levels), axis=1)
+        pin = np.stack([M.pinball_loss(q[:, j], actual, lv) for j, lv in enumerate(levels)], axis=1)
+        pinball = pin.mean(axis=1)
+    else:
+        pinball = np.full(len(point), np.nan)
+    crps = 2.0 * pinball if quant is not None and levels else np.abs(point - actual)
+    return crps, pinball
 
 
 def score_cutoff(
@@ -139,11 +198,14 @@ def score_cutoff(
     quantile_levels: Sequence[float],
     lookback: int = 64,
     model: str | None = None,
+    sample_count: int | None = None,
+    seed: int | None = None,
 ) -> pd.DataFrame:
     """Score one cutoff's forecasts (all methods); empty frame if nothing has matured.
 
-    forecasts: the pipeline's long table for this cutoff (``symbol, step, close`` and the close quantile
-    columns).
+    forecasts: the pipeline's long table for this cutoff (``symbol, step, close``, the close quantile
+    columns and, for the bootstrap baseline, the lineage columns ``sample_count`` and ``seed``; the
+    arguments of the same names override them, defaults 32 and 0).
     bars: realised bars ``symbol, timestamp, close`` covering the lookback and the forecast horizon.
     """
     if forecasts.empty:
@@ -157,59 +219,84 @@ def score_cutoff(
     df = df[complete.astype(bool)].sort_values(["symbol", "step"]).reset_index(drop=True)
     if df.empty:
         return pd.DataFrame(columns=SCORECARD_COLUMNS)
-    df["naive_last"] = df["last_close"]
-    df["naive_drift"] = df["last_close"] + df["drift"] * df["step"]
     model = model or (str(forecasts["model"].iloc[0]) if "model" in forecasts.columns else "kronos")
+    counts = _per_symbol(forecasts, "sample_count", sample_count, 32)
+    seeds = _per_symbol(forecasts, "seed", seed, 0)
+    boot_mean, boot_q = _bootstrap(df, history_closes(bars, as_of, lookback), levels, counts, seeds)
+    last = df["last_close"].to_numpy(dtype=np.float64)
+    methods = {
+        "kronos": (df["close"].to_numpy(dtype=np.float64), df[qcols].to_numpy(dtype=np.float64)),
+        BOOTSTRAP: (boot_mean, boot_q),
+        "naive_last": (last, None),
+        "naive_drift": (last + df["drift"].to_numpy() * df["step"].to_numpy(), None),
+    }
+    actual = df["actual"].to_numpy(dtype=np.float64)
+    steps = df["step"].to_numpy()
     rows = []
-    for method, col in (("kronos", "close"), ("naive_last", "naive_last"), ("naive_drift", "naive_drift")):
-        hr = _horizon_returns(df, col)
+    for method, (point, quant) in methods.items():
+        crps, pinball = _row_losses(point, quant, levels, actual)
+        hr = _horizon_returns(df, point)
         row = {
             "as_of": pd.Timestamp(as_of).date(),
             "model": model,
             "method": method,
             "n_assets": int(df["symbol"].nunique()),
             "n_points": len(df),
-            "mae": M.mae(df[col], df["actual"]),
-            "mape": M.mape(df[col], df["actual"]),
+            "mae": M.mae(point, actual),
+            "mape": M.mape(point, actual),
             "direction_acc": M.direction_accuracy(hr["pred"], hr["real"]),
             "ic": M.information_coefficient(hr["pred"], hr["real"]),
             "rank_ic": M.rank_ic(hr["pred"], hr["real"]),
             "coverage": float("nan"),
             "coverage_nominal": float("nan"),
-            "crps": M.mae(df[col], df["actual"]),  # point forecast: CRPS of a point mass = absolute error
+            "crps": _nanmean(crps),
+            "pinball": _nanmean(pinball),
+            "crps_by_step": [_nanmean(crps[steps == k]) for k in range(1, pred_len + 1)],
         }
-        if method == "kronos" and len(levels) >= 2:
-            lo, hi = min(levels), max(levels)
-            row["coverage"] = M.interval_coverage(
-                df[quantile_column(lo)], df[quantile_column(hi)], df["actual"]
-            )
-            row["coverage_nominal"] = hi - lo
-            row["crps"] = M.crps_quantiles(df[qcols].to_numpy(), levels, df["actual"])
+        if quant is not None and len(levels) >= 2:
+            lo, hi = int(np.argmin(levels)), int(np.argmax(levels))
+            row["coverage"] = M.interval_coverage(quant[:, lo], quant[:, hi], actual)
+            row["coverage_nominal"] = levels[hi] - levels[lo]
         rows.append(row)
     out = pd.DataFrame(rows)
+    base = float(out.loc[out["method"] == BOOTSTRAP, "crps"].iloc[0])
+    out["crps_skill"] = 1.0 - out["crps"] / base if base > 0 else float("nan")
     out["scored_at"] = pd.Timestamp.now(tz="UTC").floor("s")
     return out[SCORECARD_COLUMNS]
 
 
+def _nanmean(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
+SUMMARY_COLUMNS = [
+    "model",
+    "method",
+    "cutoffs",
+    "mae",
+    "mape",
+    "direction_acc",
+    "ic",
+    "ic_ir",
+    "rank_ic",
+    "coverage",
+    "crps",
+    "pinball",
+    "crps_skill",
+]
+
+
 def summarize_scorecard(scorecard: pd.DataFrame) -> pd.DataFrame:
-    """Quality over time: per (model, method), the mean of each metric over cutoffs, and the IC's t-ratio."""
+    """Quality over time: per (model, method), the mean of each metric over cutoffs, the IC's t-ratio and
+    the CRPS skill vs the bootstrap random walk (1 - mean CRPS / the baseline's mean CRPS, same cutoffs)."""
     if scorecard.empty:
-        return pd.DataFrame(
-            columns=[
-                "model",
-                "method",
-                "cutoffs",
-                "mae",
-                "mape",
-                "direction_acc",
-                "ic",
-                "ic_ir",
-                "rank_ic",
-                "coverage",
-                "crps",
-            ]
-        )
-    g = scorecard.groupby(["model", "method"], sort=True)
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    card = scorecard.copy()
+    for col in ("pinball", "crps_skill"):  # scorecards written before the bootstrap baseline lack them
+        if col not in card.columns:
+            card[col] = np.nan
+    g = card.groupby(["model", "method"], sort=True)
     out = g.agg(
         cutoffs=("as_of", "nunique"),
         mae=("mae", "mean"),
@@ -219,21 +306,47 @@ def summarize_scorecard(scorecard: pd.DataFrame) -> pd.DataFrame:
         rank_ic=("rank_ic", "mean"),
         coverage=("coverage", "mean"),
         crps=("crps", "mean"),
+        pinball=("pinball", "mean"),
     )
     ic_std = g["ic"].std()
     out["ic_ir"] = out["ic"] / ic_std.where(ic_std > 0)
-    return out.reset_index()[
-        [
-            "model",
-            "method",
-            "cutoffs",
-            "mae",
-            "mape",
-            "direction_acc",
-            "ic",
-            "ic_ir",
-            "rank_ic",
-            "coverage",
-            "crps",
-        ]
-    ]
+    out = out.reset_index()
+    base = out[out["method"] == BOOTSTRAP].set_index("model")["crps"]
+    denom = out["model"].map(base)
+    out["crps_skill"] = 1.0 - out["crps"] / denom.where(denom > 0)
+    return out[SUMMARY_COLUMNS]
+
+
+def skill_by_horizon(scorecard: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, method, step): the mean CRPS over cutoffs, the bootstrap random walk's on the same
+    cutoffs, and the skill ``1 - crps / crps_baseline`` (> 0: better than the baseline)."""
+    cols = ["model", "method", "step", "cutoffs", "crps", "crps_baseline", "skill"]
+    if scorecard.empty or "crps_by_step" not in scorecard.columns:
+        return pd.DataFrame(columns=cols)
+    card = scorecard[scorecard["crps_by_step"].map(lambda v: v is not None and len(v) > 0)]
+    if card.empty:
+        return pd.DataFrame(columns=cols)
+    long = card[["as_of", "model", "method", "crps_by_step"]].explode("crps_by_step")
+    long["step"] = long.groupby(["as_of", "model", "method"]).cumcount() + 1
+    long["crps"] = long["crps_by_step"].astype(float)
+    base = long[long["method"] == BOOTSTRAP][["as_of", "model", "step", "crps"]]
+    long = long.merge(base.rename(columns={"crps": "crps_baseline"}), on=["as_of", "model", "step"])
+    out = (
+        long.groupby(["model", "method", "step"], sort=True)
+        .agg(cutoffs=("as_of", "nunique"), crps=("crps", "mean"), crps_baseline=("crps_baseline", "mean"))
+        .reset_index()
+    )
+    out["skill"] = 1.0 - out["crps"] / out["crps_baseline"].where(out["crps_baseline"] > 0)
+    return out[cols]
+
+
+def skill_table(scorecard: pd.DataFrame) -> pd.DataFrame:
+    """``skill_by_horizon`` as one row per (model, step) and one column per method (the baseline left out):
+    the table the run summaries show."""
+    sk = skill_by_horizon(scorecard)
+    sk = sk[sk["method"] != BOOTSTRAP]
+    if sk.empty:
+        return pd.DataFrame(columns=["model", "step"])
+    wide = sk.pivot_table(index=["model", "step"], columns="method", values="skill", aggfunc="first")
+    wide.columns.name = None
+    return wide.reset_index()

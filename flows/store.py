@@ -136,6 +136,11 @@ def write_scorecard(
     buf = io.BytesIO()
     df = scorecard.copy()
     df["as_of"] = pd.to_datetime(df["as_of"]).dt.date
+    if "crps_by_step" in df.columns:  # rows scored before it existed hold NaN: store them as null lists
+        df["crps_by_step"] = [
+            [float(x) for x in v] if isinstance(v, (list, tuple)) or getattr(v, "ndim", 0) == 1 else None
+            for v in df["crps_by_step"]
+        ]
     df.to_parquet(buf, index=False)
     return write_bytes(scorecard_url(output_url, name), buf.getvalue(), storage)
 

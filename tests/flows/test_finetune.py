@@ -35,6 +35,7 @@ def test_validation_period_holds_every_backtest_horizon():
 def _mean(crps):
     return [
         {"model": "m", "method": "kronos", "crps": crps, "mae": 1.0},
+        {"model": "m", "method": "bootstrap_rw", "crps": 1.8, "mae": 2.0},
         {"model": "m", "method": "naive_last", "crps": 2.0, "mae": 2.0},
     ]
 
@@ -51,8 +52,16 @@ def test_decide_promotes_only_a_better_crps():
     assert decide(_mean(2.0), _mean(float("nan")), 0.0)["promote"] is False
     assert decide(_mean(float("nan")), _mean(1.0), 0.0)["promote"] is True
     card = side_by_side(_mean(2.0), _mean(1.5))
-    assert list(card.columns) == ["metric", "incumbent", "candidate", "naive_last", "naive_drift"]
-    assert card.set_index("metric").loc["crps", "candidate"] == 1.5
+    assert list(card.columns) == [
+        "metric",
+        "incumbent",
+        "candidate",
+        "bootstrap_rw",
+        "naive_last",
+        "naive_drift",
+    ]
+    crps = card.set_index("metric").loc["crps"]
+    assert crps["candidate"] == 1.5 and crps["bootstrap_rw"] == 1.8 and crps["naive_last"] == 2.0
 
 
 def test_params_reject_a_validation_period_shorter_than_the_horizon():

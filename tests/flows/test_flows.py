@@ -55,9 +55,11 @@ def test_nightly_twice_scores_the_matured_run(prefect_harness, ray_local, small_
     assert first["scorecard_rows"] == 0 and os.path.exists(first["forecast_partition"])
     second = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 28)))
     card = pd.read_parquet(second["scorecard"])
-    assert set(card["method"]) == {"kronos", "naive_last", "naive_drift"}
-    assert set(card["as_of"].astype(str)) == {"2024-06-20"} and second["scorecard_rows"] == 3
+    assert set(card["method"]) == {"kronos", "bootstrap_rw", "naive_last", "naive_drift"}
+    assert set(card["as_of"].astype(str)) == {"2024-06-20"} and second["scorecard_rows"] == 4
     assert (card["n_assets"] > 20).all() and card["mae"].notna().all()
+    boot = card.set_index("method").loc["bootstrap_rw"]
+    assert boot["crps"] > 0 and boot["crps_skill"] == 0 and len(boot["crps_by_step"]) == 5
     with open(second["fan_chart"], "rb") as f:
         assert f.read(4) == b"\x89PNG"
 
@@ -68,11 +70,12 @@ def test_nightly_twice_scores_the_matured_run(prefect_harness, ray_local, small_
     assert "2024-06-28" in str(_artifact(KEYS["partition"]).data)  # link artifacts are stored as markdown
     assert "naive_drift" in str(_artifact(KEYS["scorecard"]).data)
     assert "Scorecard over time" in str(_artifact(KEYS["outputs"]).data)
+    assert "CRPS skill vs the bootstrap random walk, per horizon" in str(_artifact(KEYS["outputs"]).data)
     assert _artifact(KEYS["scorecard_chart"]).type == "image"
 
     # a third night re-runs the same cutoff: the partition is replaced and nothing is scored twice
     third = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 28)))
-    assert third["scorecard_rows"] == 3
+    assert third["scorecard_rows"] == 4
 
 
 def test_missing_delivery_fails_fast_with_a_message(prefect_harness, ray_local, small_market, tmp_path):
@@ -107,11 +110,12 @@ def test_backtest_scores_every_cutoff(prefect_harness, ray_local, small_market, 
     out = backtest(BacktestParams(job=job, n_cutoffs=2, every=5))
     assert len(out["cutoffs"]) == 2 and out["cutoffs"][-1] == "2024-06-21"  # 5 realised sessions after it
     card = pd.read_parquet(out["scorecard"])
-    assert card.groupby("as_of").size().tolist() == [3, 3]
+    assert card.groupby("as_of").size().tolist() == [4, 4]
     methods = {r["method"] for r in out["mean"]}
-    assert methods == {"kronos", "naive_last", "naive_drift"}
+    assert methods == {"kronos", "bootstrap_rw", "naive_last", "naive_drift"}
     assert _artifact(KEYS["backtest"]).type == "table"
     assert "Mean over cutoffs" in str(_artifact(KEYS["backtest_summary"]).data)
+    assert "CRPS skill vs the bootstrap random walk" in str(_artifact(KEYS["backtest_summary"]).data)
     assert _artifact(KEYS["backtest_chart"]).type == "image"
 
 
@@ -128,6 +132,8 @@ def test_backtest_with_the_real_job(prefect_harness, ray_local, small_market, tm
     assert sorted(card["as_of"].astype(str).unique()) == ["2024-06-14", "2024-06-21"]
     k = card[card["method"] == "kronos"]
     assert (k["n_assets"] >= 25).all() and k["crps"].notna().all() and k["coverage"].between(0, 1).all()
+    b = card[card["method"] == "bootstrap_rw"]
+    assert len(b) == 2 and b["crps"].notna().all() and b["coverage"].between(0, 1).all()
 
 
 def test_retry_only_transient_errors():

@@ -201,3 +201,28 @@ def test_artifact_rows_are_json_safe():
     df = pd.DataFrame({"a": [1.0, np.nan], "d": [dt.date(2024, 1, 1)] * 2})
     assert frame_rows(df) == [{"a": 1.0, "d": "2024-01-01"}, {"a": None, "d": "2024-01-01"}]
     assert markdown_table(df).splitlines()[0] == "| a | d |"
+
+
+def test_scorecard_chart_has_a_skill_panel_when_the_card_has_skill():
+    import struct
+
+    from flows.charts import scorecard_png
+
+    card = pd.DataFrame(
+        {
+            "as_of": ["2024-01-02", "2024-01-03"] * 2,
+            "method": ["kronos", "kronos", "bootstrap_rw", "bootstrap_rw"],
+            "mae": [1.0, 2.0, 1.5, 1.5],
+            "rank_ic": 0.1,
+            "direction_acc": 0.5,
+            "crps": [0.5, 0.7, 0.6, 0.6],
+            "crps_skill": [1 - 0.5 / 0.6, 1 - 0.7 / 0.6, 0.0, 0.0],
+        }
+    )
+
+    def width(png: bytes) -> int:
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        return struct.unpack(">I", png[16:20])[0]
+
+    five, four = width(scorecard_png(card)), width(scorecard_png(card.drop(columns=["crps_skill"])))
+    assert five == pytest.approx(four * 5 / 4, rel=0.02)  # one 3.6-inch panel more; old cards still draw

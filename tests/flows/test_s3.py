@@ -94,6 +94,6 @@ def test_nightly_flow_with_real_job_on_s3(s3, prefect_harness, ray_local):
     nightly_forecast(NightlyParams(as_of="2024-06-24", **common))
     out = nightly_forecast(NightlyParams(as_of="2024-06-28", **common))
     assert out["forecast_partition"].startswith("s3://flows-bkt/nightly/forecasts/")
-    assert out["scorecard_rows"] == 3  # 2024-06-24 + 3 sessions has matured by 2024-06-28
+    assert out["scorecard_rows"] == 4  # 2024-06-24 + 3 sessions has matured by 2024-06-28: 4 methods
     parts = store.forecast_partitions("s3://flows-bkt/nightly", storage)
     assert {d for d, _ in parts} == {dt.date(2024, 6, 24), dt.date(2024, 6, 28)}
