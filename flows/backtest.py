@@ -89,6 +89,7 @@ def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[di
                 k: s.get(k)
                 for k in (
                     "as_of",
+                    "model",
                     "assets_forecast",
                     "assets_rejected",
                     "rows_written",
@@ -130,16 +131,23 @@ def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[di
 
 @flow(name="walk-forward-backtest", log_prints=True)
 def backtest(params: BacktestParams = BacktestParams()) -> dict[str, Any]:
-    """Run the forecast job at each cutoff and score it; returns the scorecard location and mean metrics."""
+    """Run the forecast job at each cutoff (for job.model and every model in ``compare``) and score it;
+    returns the scorecard location and mean metrics per (model, method)."""
     cutoffs = resolve_cutoffs(params)
     params = params.model_copy(update={"job": pick_model(params.job)})
+    jobs = [params.job] + [
+        params.job.model_copy(update={"model": spec, "model_pointer": None})
+        for spec in params.compare
+        if spec != params.job.model  # the registry pointer may name a model that is also listed
+    ]
     rows, summaries = [], []
     for cutoff in cutoffs:
-        job = params.job.model_copy(update={"as_of": cutoff})
-        check_input(job, cutoff)
-        summary = run_forecast_job(job, cutoff)
-        summaries.append(summary)
-        rows.append(score_one(job, summary, cutoff))
+        check_input(params.job, cutoff)
+        for model_job in jobs:
+            job = model_job.model_copy(update={"as_of": cutoff})
+            summary = run_forecast_job(job, cutoff)
+            summaries.append(summary)
+            rows.append(score_one(job, summary, cutoff))
     card = (
         pd.concat([r for r in rows if len(r)], ignore_index=True)
         if any(len(r) for r in rows)

@@ -115,12 +115,30 @@ class BacktestParams(BaseModel):
     )
     n_cutoffs: int = Field(3, ge=1, le=250, description="How many cutoffs when `cutoffs` is empty")
     every: int = Field(5, ge=1, description="Sessions between automatic cutoffs")
+    compare: list[PredictorSpec] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Other models backtested on the same cutoffs with the same settings (e.g. random:mini "
+        "beside job.model); the scorecard has one set of rows per model",
+    )
 
     @model_validator(mode="after")
     def _sorted(self) -> BacktestParams:
         if self.cutoffs:
             self.cutoffs = sorted(set(self.cutoffs))
+        seen = [_model_key(self.job.model)]
+        for i, spec in enumerate(self.compare):
+            if _model_key(spec) in seen:
+                raise ValueError(
+                    f"compare[{i}] ({spec.model}, tokenizer {spec.tokenizer}) repeats job.model or an "
+                    "earlier entry; list each model once"
+                )
+            seen.append(_model_key(spec))
         return self
+
+
+def _model_key(spec: PredictorSpec) -> tuple:
+    return (spec.model, spec.tokenizer, spec.model_revision, spec.tokenizer_revision)
 
 
 class FinetuneParams(BaseModel):

@@ -102,17 +102,28 @@ def test_missing_delivery_fails_fast_with_a_message(prefect_harness, ray_local, 
 
 
 def test_backtest_scores_every_cutoff(prefect_harness, ray_local, small_market, tmp_path):
+    """Two cutoffs, two models (job.model and one in ``compare``), scored side by side."""
     from flows.artifacts import KEYS
     from flows.backtest import backtest
     from flows.params import BacktestParams
 
     job = _params(small_market, tmp_path, None, chart_assets=0)
-    out = backtest(BacktestParams(job=job, n_cutoffs=2, every=5))
+    other = {"model": "random:test:1", "tokenizer": "random:test:1"}
+    out = backtest(BacktestParams(job=job, n_cutoffs=2, every=5, compare=[other]))
     assert len(out["cutoffs"]) == 2 and out["cutoffs"][-1] == "2024-06-21"  # 5 realised sessions after it
     card = pd.read_parquet(out["scorecard"])
-    assert card.groupby("as_of").size().tolist() == [4, 4]
-    methods = {r["method"] for r in out["mean"]}
-    assert methods == {"kronos", "bootstrap_rw", "naive_last", "naive_drift"}
+    assert card.groupby("as_of").size().tolist() == [8, 8]  # 2 models x 4 methods
+    models = sorted(card["model"].unique())
+    assert len(models) == 2 and len(out["partitions"]) == 4
+    methods = {(r["model"], r["method"]) for r in out["mean"]}
+    assert methods == {
+        (m, k) for m in models for k in ("kronos", "bootstrap_rw", "naive_last", "naive_drift")
+    }
+    by = card.set_index(["as_of", "model", "method"])["crps"]
+    for cutoff in card["as_of"].unique():
+        # the baseline depends on the data, the seed and the sample count, not on the model beside it
+        assert by[(cutoff, models[0], "bootstrap_rw")] == by[(cutoff, models[1], "bootstrap_rw")]
+        assert by[(cutoff, models[0], "kronos")] != by[(cutoff, models[1], "kronos")]
     assert _artifact(KEYS["backtest"]).type == "table"
     assert "Mean over cutoffs" in str(_artifact(KEYS["backtest_summary"]).data)
     assert "CRPS skill vs the bootstrap random walk" in str(_artifact(KEYS["backtest_summary"]).data)

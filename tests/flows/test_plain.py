@@ -82,6 +82,17 @@ def test_backtest_params_sort_cutoffs():
     assert b.cutoffs == [dt.date(2024, 2, 1), dt.date(2024, 3, 1)]
 
 
+def test_backtest_compare_lists_each_model_once():
+    job = NightlyParams(model={"model": "random:test", "tokenizer": "random:test"})
+    ok = BacktestParams(job=job, compare=[{"model": "random:mini", "tokenizer": "random:mini"}])
+    assert [m.model for m in ok.compare] == ["random:mini"]
+    with pytest.raises(ValidationError, match=r"compare\[0\] \(random:test, tokenizer random:test\) repeats"):
+        BacktestParams(job=job, compare=[{"model": "random:test", "tokenizer": "random:test"}])
+    twice = [{"model": "random:mini", "tokenizer": "random:mini"}] * 2
+    with pytest.raises(ValidationError, match=r"compare\[1\].*list each model once"):
+        BacktestParams(job=job, compare=twice)
+
+
 def test_resolve_as_of_from_the_calendar_and_intraday_cutoff():
     assert resolve_as_of(NightlyParams(as_of="2024-01-05")) == dt.date(2024, 1, 5)
     # Wed 2026-11-25 15:00 New York: the close has not happened -> Tuesday; Thanksgiving is not a session
