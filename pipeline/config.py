@@ -245,6 +245,12 @@ class JobConfig(_Strict):
 
 def load_job_config(path: str | Path, **overrides: Any) -> JobConfig:
     """Read a YAML job config and apply dotted overrides (``{"compute.concurrency": 4}``)."""
+    return JobConfig.model_validate(read_yaml_config(path, overrides))
+
+
+def read_yaml_config(path: str | Path, overrides: dict[str, Any]) -> dict:
+    """A YAML mapping from ``path`` with dotted overrides applied (``{"compute.concurrency": 4}``); the
+    job's and the training's config loaders share it."""
     import yaml
 
     with open(path) as f:
@@ -257,7 +263,7 @@ def load_job_config(path: str | Path, **overrides: Any) -> JobConfig:
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    return JobConfig.model_validate(raw)
+    return raw
 
 
 @dataclass

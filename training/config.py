@@ -236,19 +236,9 @@ class TrainConfig(_Strict):
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """Read a YAML training config and apply dotted overrides (``{"compute.num_workers": 2}``)."""
-    import yaml
+    from pipeline.config import read_yaml_config
 
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: the config file must be a YAML mapping, got {type(raw).__name__}")
-    for dotted, value in overrides.items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return TrainConfig.model_validate(raw)
+    return TrainConfig.model_validate(read_yaml_config(path, overrides))
 
 
 @dataclass
