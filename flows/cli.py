@@ -2,8 +2,9 @@
 
 With no arguments it writes a synthetic market to ``./demo_data/market`` (once; reused afterwards), then runs
 the nightly flow for two cutoffs ``pred_len`` sessions apart, so the second run scores the first run's matured
-forecasts, on Prefect's ephemeral API, local Ray and a random-weights model (no weights are reachable
-offline: pass ``--model``/``--tokenizer`` with a local checkpoint dir or a hub id for real forecasts).
+forecasts, on Prefect's ephemeral API, local Ray and the demo model shipped in the package (``demo``: trained
+by this project on a few public daily series, not the published Kronos; pass ``--model``/``--tokenizer`` with
+a local checkpoint dir or a hub id for real forecasts, ``random:<size>`` for a fast smoke run).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import sys
 import time
 
 from kronos_core import defaults
+from kronos_core.demo import DEMO_NOTE, demo_model, is_demo_ref
 
 __all__ = ["main", "demo_cutoffs", "DEMO_MODEL", "DEMO_LOOKBACK", "DEMO_PRED_LEN"]
 
 # the demo's own values (kronos_core.defaults.EXCEPTIONS says why they differ from the shared defaults)
-DEMO_MODEL, DEMO_LOOKBACK, DEMO_PRED_LEN = "random:test", 128, 5
+DEMO_MODEL, DEMO_LOOKBACK, DEMO_PRED_LEN = defaults.MODEL, defaults.LOOKBACK, 5
 
 RANDOM_NOTE = (
     "RANDOM WEIGHTS: '{ref}' is an untrained model for demos and tests; its forecasts are noise. "
@@ -51,9 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         "(so a served run with the default as_of finds its data)",
     )
     ap.add_argument("--prepare-only", action="store_true", help="write the market if needed, then exit")
-    ap.add_argument("--model", default=DEMO_MODEL, help="hub id, local dir or random:<test|mini|small|base>")
     ap.add_argument(
-        "--tokenizer", default=None, help="defaults to the model's size for random:, else required"
+        "--model",
+        default=DEMO_MODEL,
+        help="demo, hub id, local dir or random:<test|mini|small|base> (%(default)s)",
+    )
+    ap.add_argument(
+        "--tokenizer", default=None, help="defaults to the model's own for demo and random:, else required"
     )
     ap.add_argument("--lookback", type=int, default=DEMO_LOOKBACK)
     ap.add_argument("--pred-len", type=int, default=DEMO_PRED_LEN)
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = os.path.abspath(args.data_dir)
     input_url = args.input_url or os.path.join(data_dir, "market")
     output_url = args.output_url or os.path.join(data_dir, "output")
-    tokenizer = args.tokenizer or (args.model if args.model.startswith("random:") else None)
+    tokenizer = args.tokenizer or (args.model if args.model.startswith(("random:", "demo")) else None)
     if tokenizer is None:
         print("kronos-nightly: --tokenizer is required with a non-random --model", file=sys.stderr)
         return 2
@@ -131,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model.startswith("random:"):
         print("[!] " + RANDOM_NOTE.format(ref=args.model))
+    elif is_demo_ref(args.model):
+        print(f"[!] {demo_model(args.model).ref}: {DEMO_NOTE} (model card: {demo_model(args.model).card})")
     if args.ray_address is None:
         import ray
 
@@ -182,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         mean = summarize_scorecard(pd.read_parquet(result["scorecard"]))
         cols = ["method", "cutoffs", "mae", "direction_acc", "rank_ic", "coverage", "crps", "crps_skill"]
         print(
-            "Scorecard, mean over matured cutoffs (random weights score like noise; bootstrap_rw and "
-            "naive_* are the baselines; crps_skill > 0 beats the bootstrap random walk):"
+            "Scorecard, mean over matured cutoffs (bootstrap_rw and naive_* are the baselines; "
+            "crps_skill > 0 beats the bootstrap random walk; one or two cutoffs are noise, "
+            "see the model card for held-out scores):"
         )
         print(mean[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     from prefect.settings import PREFECT_HOME

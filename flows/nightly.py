@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
+from kronos_core.demo import weights_note
 from pipeline.commit import model_slug
 from pipeline.storage import StorageError, is_transient, join
 
@@ -138,7 +139,7 @@ def render_chart(
         fc,
         symbols,
         params.quantiles,
-        title=f"{model}{' (RANDOM WEIGHTS: demo only)' if model.startswith('random:') else ''}"
+        title=f"{model}{f' ({weights_note(model)})' if weights_note(model) else ''}"
         f"  as_of {as_of}  (mean, quantile bands)",
     )
     url = store.write_bytes(
@@ -222,9 +223,11 @@ def publish(
         A.publish_image(
             A.KEYS["chart"], png_data_uri(chart[1]), f"Fan charts as_of {as_of}; PNG at {chart[0]}"
         )
+    note = weights_note(summary.get("model") or "")
     lines = [
         f"# Nightly forecast {as_of}",
         "",
+        *([f"**{note}**", ""] if note else []),
         "| output | location |",
         "|---|---|",
         f"| forecast partition | `{summary['output_url']}` |",

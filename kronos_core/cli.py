@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     table = result.to_frame()
     info = predictor.describe()
     print(
-        f"model {info['model']} ({'RANDOM WEIGHTS' if info['random_weights'] else info['model_sha256']}), "
+        f"model {info['label']}{'' if info['random_weights'] else ', sha256 ' + str(info['model_sha256'])}, "
         f"{series.length} bars of {symbol!r}, calendar {calendar.label}, {args.samples} paths, {wall:.2f} s "
         f"on {info['device']}"
     )

@@ -2,6 +2,8 @@
 
 A reference is one of:
 - a local directory holding ``config.json`` and ``model.safetensors``;
+- ``demo`` or ``demo:<name>``: a small model trained by this project and shipped in the package
+  (``kronos_core.demo``; its sha256 is pinned, its label says DEMO MODEL: it is not the published Kronos);
 - ``random:<size>`` (``test``, ``mini``, ``small``, ``base``) or ``random:<size>:<seed>``: a seeded random
   init, for tests and offline demos; its ``source.random`` is True and it says so in every label;
 - a hub id such as ``NeoQuasar/Kronos-small`` (needs ``huggingface_hub`` and network; pin ``revision``).
@@ -23,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import SIZES, config_from_dict
+from .demo import demo_dir, demo_model, is_demo_ref
 from .settings import _DEVICE_HELP, check_device_name
 
 __all__ = ["ModelSource", "PretrainedMixin", "resolve_device", "resolve_dtype", "file_sha256"]
@@ -47,6 +50,7 @@ class ModelSource:
     revision: str | None = None
     sha256: str | None = None
     random: bool = False
+    demo: bool = False  # a demo model shipped in the package (kronos_core.demo), not the published Kronos
     base: str | None = (
         None  # fine-tuned weights: the checkpoint they were trained from (training_manifest.json)
     )
@@ -55,6 +59,10 @@ class ModelSource:
     @property
     def label(self) -> str:
         text = self.ref + (f"@{self.revision}" if self.revision else "")
+        if self.demo:
+            from .demo import DEMO_NOTE
+
+            return f"{text} ({DEMO_NOTE})"
         return text + (" (RANDOM WEIGHTS)" if self.random else "")
 
 
@@ -197,6 +205,11 @@ class PretrainedMixin:
                 "%s: using RANDOM weights (%s); forecasts are meaningless", cls.__name__, model.source.ref
             )
             return model
+        if is_demo_ref(ref_s):
+            directory, pinned = demo_dir(ref_s, cls.kind)
+            model = cls._load_dir(directory, demo_model(ref_s).ref, None, dev, dt, sha256 or pinned)
+            model.source = dataclasses.replace(model.source, demo=True)
+            return model
         path = Path(ref_s)
         if path.is_dir():
             directory = path
@@ -209,7 +222,7 @@ class PretrainedMixin:
         else:
             raise ValueError(
                 f"no checkpoint directory at {ref_s!r}; pass a directory with config.json + "
-                "model.safetensors, a hub id like 'NeoQuasar/Kronos-small', or random:<size>"
+                "model.safetensors, a hub id like 'NeoQuasar/Kronos-small', demo or random:<size>"
             )
         return cls._load_dir(directory, ref_s, revision, dev, dt, sha256)
 

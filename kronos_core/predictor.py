@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .config import SIZES
+from .demo import demo_model, is_demo_ref
 from .features import denormalize, normalize, time_features
 from .generation import generate
 from .loading import resolve_device, resolve_dtype
@@ -29,9 +30,11 @@ _FALLBACK_CONTEXT = 512
 
 
 def default_max_context(model: Kronos, ref: str | None = None) -> int:
-    """The context a model was published with: by its ``random:<size>`` or hub id, else by its config matching
-    a named size (a local copy of Kronos-mini gets 2048), else 512."""
+    """The context a model was published with: by its ``demo:<name>``, ``random:<size>`` or hub id, else by
+    its config matching a named size (a local copy of Kronos-mini gets 2048), else 512."""
     ref = ref or getattr(getattr(model, "source", None), "ref", "") or ""
+    if is_demo_ref(ref):
+        return demo_model(ref).max_context
     if ref.startswith("random:") and ref.split(":")[1] in SIZES:
         return SIZES[ref.split(":")[1]].max_context
     for size in SIZES.values():
@@ -160,6 +163,8 @@ class KronosPredictor:
             "model_revision": ms.revision if ms else None,
             "model_sha256": ms.sha256 if ms else None,
             "random_weights": bool(ms and ms.random),
+            "demo_model": bool(ms and ms.demo),
+            "label": ms.label if ms else "unknown",
             "tokenizer": ts.ref if ts else "unknown",
             "tokenizer_revision": ts.revision if ts else None,
             "tokenizer_sha256": ts.sha256 if ts else None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kronos_core import PredictorSpec, defaults
+from kronos_core.demo import DEMO_NOTE
 from kronos_core.rules import DEFAULT_MAX_GAP_FRACTION
 
 __all__ = [
@@ -35,6 +36,7 @@ class ModelSpec(PredictorSpec):
 
 
 DEFAULT_MODELS: dict[str, ModelSpec] = {
+    "demo": ModelSpec(model="demo", tokenizer="demo", description=DEMO_NOTE),
     "test": ModelSpec(
         model="random:test", tokenizer="random:test", description="tiny random model, for tests"
     ),
@@ -97,7 +99,7 @@ class ServingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: dict[str, ModelSpec] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
-    default_model: str = Field(default="mini", description="model id used when a request names none")
+    default_model: str = Field(default="demo", description="model id used when a request names none")
     torch_threads: int | None = Field(
         default=1,
         ge=1,

@@ -1,5 +1,6 @@
 """The README's main job: `kronos-nightly` as a user runs it (its own process, embedded defaults: a generated
-market in a local folder, local Ray, Prefect's ephemeral API), on a smaller market. Slow tier (~1-2 min)."""
+market in a local folder, local Ray, Prefect's ephemeral API, the shipped demo model), on a smaller market.
+Slow tier (~1-2 min)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,12 @@ def test_kronos_nightly_end_to_end(tmp_path):
     assert card["crps"].notna().all() and (card["n_assets"] > 15).all()
     assert list((root / "charts").glob("as_of=*/fan_chart.png"))
     assert len(list((root / "forecasts").glob("as_of_tag=*/model_tag=*/_SUCCESS"))) == 2
+    # the default model is the demo model shipped in the package, and the run says so
+    from kronos_core.demo import DEMO_MODELS, DEMO_NOTE
+
+    assert f"demo:daily: {DEMO_NOTE}" in out
+    forecasts = pd.concat(
+        pd.read_parquet(f) for f in (root / "forecasts").glob("as_of_tag=*/model_tag=*/*.parquet")
+    )
+    assert set(forecasts["model"]) == {"demo:daily"} and not forecasts["random_weights"].any()
+    assert set(forecasts["model_sha256"]) == {DEMO_MODELS["daily"].model_sha256}

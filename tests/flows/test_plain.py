@@ -58,7 +58,7 @@ def test_every_model_setting_reaches_the_job():
         validation={"max_price_ratio": 20},
     )
     cfg = to_job_config(p, dt.date(2024, 6, 28), total_cpus=16)
-    assert cfg.model == PredictorSpec(**spec) and cfg.sampling == SamplingParams(0.7, 5, 0.9, 3, 9)
+    assert cfg.model == PredictorSpec(**spec) and cfg.sampling == SamplingParams(0.7, 5, 1.0, 3, 9)
     assert cfg.compute.num_gpus == 0.5 and cfg.calendar == MarketCalendar("FX", "1h")
     assert cfg.validation.max_price_ratio == 20
     with pytest.raises(ValidationError, match="reserves GPUs but model.device is 'cpu'"):

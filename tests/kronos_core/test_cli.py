@@ -76,3 +76,17 @@ def test_infer_freq():
     assert infer_freq(days) == "1d"
     assert infer_freq(pd.date_range("2024-01-01", periods=10, freq="5min").to_numpy()) == "5min"
     assert infer_freq(pd.date_range("2024-01-01", periods=10, freq="MS").to_numpy()) == "1mo"
+
+
+def test_cli_defaults_to_the_demo_model_and_labels_it(tmp_path, capsys):
+    """No --model: the demo model shipped in the package, offline; the output says it is a demo."""
+    from kronos_core.demo import DEMO_MODELS, DEMO_NOTE
+
+    out = tmp_path / "f.csv"
+    assert main(["--input", str(YAHOO), "--pred-len", "5", "--samples", "16", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"model demo:daily ({DEMO_NOTE}), sha256 {DEMO_MODELS['daily'].model_sha256}" in printed
+    table = pd.read_csv(out)
+    last = pd.read_csv(YAHOO)["Close"].iloc[-1]
+    assert len(table) == 5 and (abs(table["close"] / last - 1) < 0.1).all()
+    assert (table["close_q10"] <= table["close_q90"]).all()

@@ -86,6 +86,19 @@ def test_cli_job_flows_and_serving_use_the_defaults():
     assert req.calendar == defaults.CALENDAR
     # the documented exceptions are the values in the code
     exceptions = {(k, where): v for k, where, v, _ in defaults.EXCEPTIONS}
-    assert exceptions[("model / tokenizer", "kronos-nightly (the demo)")] == DEMO_MODEL
-    demo = exceptions[("lookback / pred_len", "kronos-nightly (the demo)")]
-    assert demo == f"{DEMO_LOOKBACK} / {DEMO_PRED_LEN}"
+    assert exceptions[("pred_len", "kronos-nightly (the demo)")] == str(DEMO_PRED_LEN)
+    import inspect
+
+    from kronos_core import KronosPredictor
+
+    drop_in = inspect.signature(KronosPredictor.predict).parameters
+    where = "KronosPredictor.predict / predict_batch"
+    assert exceptions[("sample_count", where)] == str(drop_in["sample_count"].default)
+    assert (
+        exceptions[("sampling.temperature / top_p", where)]
+        == f"{drop_in['T'].default} / {drop_in['top_p'].default}"
+    )
+    assert inspect.signature(KronosPredictor.predict_batch).parameters["top_p"].default == 0.9
+    # the main job runs the shipped demo model with its training lookback (no exception for either)
+    assert (DEMO_MODEL, DEMO_LOOKBACK) == (defaults.MODEL, defaults.LOOKBACK) == ("demo", 64)
+    assert ("model / tokenizer", "kronos-nightly (the demo)") not in exceptions

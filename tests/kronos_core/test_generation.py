@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -140,7 +142,7 @@ def test_per_series_seeds_equal_separate_calls(predictor):
     series = synthetic_universe(3, 20, 50, 8, seed=6)
     mixed = predictor.forecast(series, sampling=SAMPLED, seeds=[1, 2, 3])
     for i, seed in enumerate((1, 2, 3)):
-        alone = predictor.forecast([series[i]], sampling=SamplingParams(top_p=0.9, sample_count=3, seed=seed))
+        alone = predictor.forecast([series[i]], sampling=dataclasses.replace(SAMPLED, seed=seed))
         np.testing.assert_array_equal(mixed.tokens[i], alone.tokens[0])
     with pytest.raises(ValueError, match="seeds has 2 entries for 3 series"):
         predictor.forecast(series, seeds=[1, 2])

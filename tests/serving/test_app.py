@@ -29,6 +29,7 @@ pytestmark = pytest.mark.timeout(120)
 MODELS = {
     "test": {"model": "random:test", "tokenizer": "random:test"},
     "test2": {"model": "random:test:1", "tokenizer": "random:test:1", "description": "another seed"},
+    "demo": {"model": "demo", "tokenizer": "demo"},  # the shipped demo model (the default outside tests)
 }
 LIMITS = {"max_series": 8, "max_rows": 256, "max_pred_len": 32, "max_sample_count": 16, "max_body_mb": 1}
 # thread_min_work: the multi-series equality tests take the worker-thread path, the load test runs inline
@@ -171,7 +172,10 @@ def assert_equals_direct(resp: dict, req: dict, pred: KronosPredictor) -> None:
 
 
 def test_health_models_docs(client):
-    assert client.get("/healthz").json() == {"status": "ok", "models": ["broken", "ft", "test", "test2"]}
+    assert client.get("/healthz").json() == {
+        "status": "ok",
+        "models": ["broken", "demo", "ft", "test", "test2"],
+    }
     models = client.get("/v1/models").json()
     assert models["default"] == "test"
     assert {m["id"]: m["model"] for m in models["models"]}.items() >= {
@@ -230,6 +234,19 @@ def test_finetuned_directory_model(client, predictors, models, finetuned):
     assert identity["base_model"] == "random:test:2"
     assert identity["model_sha256"] == predictors["ft"].describe()["model_sha256"]
     assert_equals_direct(r.json(), req, predictors["ft"])
+
+
+def test_demo_model_served_with_its_label(client, predictors):
+    from kronos_core.demo import DEMO_MODELS, DEMO_NOTE
+
+    req = request([series_json("SPY", 256, 5, seed=4, freq="1d")], pred_len=5, seed=2, model="demo")
+    r = client.post("/v1/forecast", json=req)
+    assert r.status_code == 200, r.text
+    identity = r.json()["model"]["identity"]
+    assert identity["demo_model"] is True and identity["random_weights"] is False
+    assert identity["label"] == f"demo:daily ({DEMO_NOTE})"
+    assert identity["model_sha256"] == DEMO_MODELS["daily"].model_sha256
+    assert_equals_direct(r.json(), req, predictors["demo"])
 
 
 def test_model_that_fails_to_load_is_a_500_not_a_crash(client):
