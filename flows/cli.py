@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = os.path.abspath(args.data_dir)
     input_url = args.input_url or os.path.join(data_dir, "market")
     output_url = args.output_url or os.path.join(data_dir, "output")
-    tokenizer = args.tokenizer or (args.model if args.model.startswith(("random:", "demo")) else None)
+    tokenizer = args.tokenizer or (
+        args.model if args.model.startswith("random:") or is_demo_ref(args.model) else None
+    )
     if tokenizer is None:
         print("kronos-nightly: --tokenizer is required with a non-random --model", file=sys.stderr)
         return 2
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model.startswith("random:"):
         print("[!] " + RANDOM_NOTE.format(ref=args.model))
     elif is_demo_ref(args.model):
-        print(f"[!] {demo_model(args.model).ref}: {DEMO_NOTE} (model card: {demo_model(args.model).card})")
+        demo = demo_model(args.model)
+        print(f"[!] {demo.ref}: {DEMO_NOTE} (model card: {demo.card})")
     if args.ray_address is None:
         import ray
 

@@ -16,6 +16,7 @@ __all__ = [
     "DEMO_MODELS",
     "DEFAULT_DEMO",
     "DEMO_NOTE",
+    "RANDOM_NOTE",
     "is_demo_ref",
     "weights_note",
     "demo_model",
@@ -24,6 +25,7 @@ __all__ = [
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 DEMO_NOTE = "DEMO MODEL: trained on a few public daily series, not the published Kronos"
+RANDOM_NOTE = "RANDOM WEIGHTS"  # what a random:<size> model's labels say
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def weights_note(ref: str) -> str:
     """What a label must say about a reference's weights: ``DEMO_NOTE``, ``RANDOM WEIGHTS`` or nothing."""
     if is_demo_ref(ref):
         return DEMO_NOTE
-    return "RANDOM WEIGHTS" if ref.startswith("random:") else ""
+    return RANDOM_NOTE if ref.startswith("random:") else ""
 
 
 def demo_model(ref: str) -> DemoModel:

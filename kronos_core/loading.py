@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import SIZES, config_from_dict
-from .demo import demo_dir, demo_model, is_demo_ref
+from .demo import DEMO_NOTE, RANDOM_NOTE, demo_dir, demo_model, is_demo_ref
 from .settings import _DEVICE_HELP, check_device_name
 
 __all__ = ["ModelSource", "PretrainedMixin", "resolve_device", "resolve_dtype", "file_sha256"]
@@ -59,11 +59,8 @@ class ModelSource:
     @property
     def label(self) -> str:
         text = self.ref + (f"@{self.revision}" if self.revision else "")
-        if self.demo:
-            from .demo import DEMO_NOTE
-
-            return f"{text} ({DEMO_NOTE})"
-        return text + (" (RANDOM WEIGHTS)" if self.random else "")
+        note = DEMO_NOTE if self.demo else RANDOM_NOTE if self.random else ""
+        return f"{text} ({note})" if note else text
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

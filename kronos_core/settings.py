@@ -86,7 +86,8 @@ class PredictorSpec:
         default=defaults.MODEL,
         metadata={
             "description": "local checkpoint dir, hub id "
-            "(NeoQuasar/Kronos-small) or random:<test|mini|small|base>[:seed] (RANDOM WEIGHTS)"
+            "(NeoQuasar/Kronos-small), demo (the DEMO MODEL shipped in the package) or "
+            "random:<test|mini|small|base>[:seed] (RANDOM WEIGHTS)"
         },
     )
     tokenizer: str = field(default=defaults.TOKENIZER, metadata={"description": "same forms as model"})

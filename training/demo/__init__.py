@@ -112,9 +112,9 @@ def load_source(symbol: str) -> pd.DataFrame:
     path = source.path
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    if digest != SOURCES[symbol].sha256:
+    if digest != source.sha256:
         raise ValueError(
-            f"{path}: sha256 {digest} is not the pinned {SOURCES[symbol].sha256}; restore it "
+            f"{path}: sha256 {digest} is not the pinned {source.sha256}; restore it "
             "(git checkout) or re-create it with `python training/demo/extract.py`"
         )
     if path.suffix == ".csv":
