@@ -21,6 +21,8 @@ __all__ = ["main", "demo_cutoffs", "DEMO_MODEL", "DEMO_LOOKBACK", "DEMO_PRED_LEN
 
 # the demo's own values (kronos_core.defaults.EXCEPTIONS says why they differ from the shared defaults)
 DEMO_MODEL, DEMO_LOOKBACK, DEMO_PRED_LEN = defaults.MODEL, defaults.LOOKBACK, 5
+# seconds the ephemeral Prefect API may take to start (Prefect's default, 20, is too short on a busy machine)
+EPHEMERAL_STARTUP_TIMEOUT_S = 300
 
 RANDOM_NOTE = (
     "RANDOM WEIGHTS: '{ref}' is an untrained model for demos and tests; its forecasts are noise. "
@@ -75,14 +77,22 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def process_env(environ) -> None:
+    """The main job's process settings, set before Prefect and Ray are imported, each only where the user has
+    not set it: no telemetry from a local demo; a local single-user Ray without token auth (Ray 2.60 turns it
+    on by default); and time for Prefect's ephemeral API to start (its own limit, 20 s, is less than a fresh
+    PREFECT_HOME takes to create and migrate its SQLite database on a busy 2-core machine; 16 s when quiet).
+    """
+    environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EPHEMERAL_STARTUP_TIMEOUT_S))
+    environ.setdefault("RAY_AUTH_MODE", "disabled")
+    environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     t0 = time.perf_counter()
-    # this process only, before Prefect and Ray are imported: no telemetry from a local demo, and a local
-    # single-user Ray without token auth (Ray 2.60 turns it on by default)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    process_env(os.environ)
     import datetime as dt
 
     from kronos_core import MarketCalendar, PredictorSpec, SamplingParams

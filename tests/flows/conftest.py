@@ -10,7 +10,7 @@ def prefect_harness():
     """A temporary Prefect API + sqlite DB for the whole session (flows run against it, artifacts too)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 

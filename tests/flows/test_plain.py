@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from flows.artifacts import frame_rows, markdown_table, summary_rows
 from flows.backtest import auto_cutoffs
 from flows.charts import fan_chart_png, pick_chart_symbols, png_data_uri
-from flows.cli import demo_cutoffs
+from flows.cli import EPHEMERAL_STARTUP_TIMEOUT_S, demo_cutoffs, process_env
 from flows.job import fit_actors, freshness_problem, job_as_of, resolve_as_of, to_job_config
 from flows.params import BacktestParams, NightlyParams
 from kronos_core import MarketCalendar, PredictorSpec, SamplingParams, defaults
@@ -237,3 +237,25 @@ def test_scorecard_chart_has_a_skill_panel_when_the_card_has_skill():
 
     five, four = width(scorecard_png(card)), width(scorecard_png(card.drop(columns=["crps_skill"])))
     assert five == pytest.approx(four * 5 / 4, rel=0.02)  # one 3.6-inch panel more; old cards still draw
+
+
+def test_main_job_gives_the_ephemeral_prefect_api_time_to_start(monkeypatch):
+    # CI's main-job run failed with "Timed out while attempting to connect to ephemeral Prefect API server":
+    # Prefect's 20 s limit is less than a fresh PREFECT_HOME's database migration takes on a busy machine
+    env: dict[str, str] = {}
+    process_env(env)
+    assert int(env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]) == EPHEMERAL_STARTUP_TIMEOUT_S >= 120
+    assert env["RAY_AUTH_MODE"] == "disabled" and env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    user = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "45", "RAY_AUTH_MODE": "token"}
+    process_env(user)
+    assert (
+        user["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "45" and user["RAY_AUTH_MODE"] == "token"
+    )
+    # the variable is the one Prefect reads
+    from prefect.settings import Settings
+
+    monkeypatch.setenv(
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+        env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"],
+    )
+    assert Settings().server.ephemeral.startup_timeout_seconds == EPHEMERAL_STARTUP_TIMEOUT_S
