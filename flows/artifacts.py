@@ -15,10 +15,8 @@ __all__ = [
     "summary_rows",
     "frame_rows",
     "publish_table",
-    "publish_link",
     "publish_image",
     "publish_markdown",
-    "file_link",
     "markdown_table",
 ]
 
@@ -26,8 +24,6 @@ __all__ = [
 KEYS = {
     "summary": "nightly-run-summary",
     "rejected": "nightly-rejected-assets",
-    "partition": "nightly-forecast-partition",
-    "manifest": "nightly-forecast-manifest",
     "chart": "nightly-fan-chart",
     "outputs": "nightly-outputs",
     "scorecard": "nightly-scorecard",
@@ -38,6 +34,7 @@ KEYS = {
     "finetune_curve": "finetune-loss-curve",
     "finetune_scorecard": "finetune-scorecard",
     "finetune_decision": "finetune-decision",
+    "maintenance": "table-maintenance",
 }
 
 
@@ -93,21 +90,10 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join([head, sep, *body])
 
 
-def file_link(url: str) -> str:
-    """A clickable link for a local path (``file://``) or the object-store URL itself."""
-    return url if "://" in url else f"file://{url}"
-
-
 def publish_table(key: str, rows: list[dict[str, Any]], description: str) -> None:
     from prefect.artifacts import create_table_artifact
 
     create_table_artifact(table=rows if rows else [{"note": "empty"}], key=key, description=description)
-
-
-def publish_link(key: str, url: str, text: str, description: str) -> None:
-    from prefect.artifacts import create_link_artifact
-
-    create_link_artifact(link=file_link(url), link_text=text, key=key, description=description)
 
 
 def publish_image(key: str, data_uri: str, description: str) -> None:

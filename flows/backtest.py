@@ -57,7 +57,7 @@ def resolve_cutoffs(params: BacktestParams) -> list[dt.date]:
 
 @task(name="score-cutoff", cache_policy=NO_CACHE, **IO_RETRIES)
 def score_one(job: NightlyParams, summary: dict[str, Any], cutoff: dt.date) -> pd.DataFrame:
-    fc = store.read_forecasts(summary["output_url"], job.storage)
+    fc = store.read_forecasts(job.warehouse(), cutoff, summary["model"])
     if fc.empty:
         return pd.DataFrame(columns=SCORECARD_COLUMNS)
     start = (pd.Timestamp(cutoff) - pd.Timedelta(days=int(job.lookback * 1.6) + 10)).date()
@@ -76,7 +76,10 @@ def score_one(job: NightlyParams, summary: dict[str, Any], cutoff: dt.date) -> p
 
 @task(name="write-backtest", cache_policy=NO_CACHE, **IO_RETRIES)
 def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[dict[str, Any]]) -> str:
-    url = store.write_scorecard(job.output_url, card, job.storage, name="backtest_scorecard.parquet")
+    """Each scored (cutoff, model) replaces its partition of the scorecard table; returns the table's name."""
+    wh = job.warehouse()
+    store.write_scorecard(wh, card, source="backtest")
+    name = wh.identifier("scorecard")
     A.publish_table(
         A.KEYS["backtest"],
         A.frame_rows(card.sort_values(["as_of", "method"])) if len(card) else [],
@@ -94,7 +97,7 @@ def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[di
                     "assets_rejected",
                     "rows_written",
                     "wall_s",
-                    "output_url",
+                    "snapshot_id",
                 )
             }
             for s in summaries
@@ -103,7 +106,7 @@ def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[di
     md = [
         "# Walk-forward backtest",
         "",
-        f"Scorecard table: `{store.local_or_url(url)}`",
+        f"Scorecard table: `{name}` in `{wh.describe()}` (one partition per cutoff and model)",
         "",
         "## Mean over cutoffs",
         "",
@@ -126,7 +129,7 @@ def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[di
             png_data_uri(scorecard_png(card)),
             "MAE, RankIC, direction accuracy, CRPS and CRPS skill per cutoff: kronos vs the baselines",
         )
-    return url
+    return name
 
 
 @flow(name="walk-forward-backtest", log_prints=True)
@@ -153,12 +156,16 @@ def backtest(params: BacktestParams = BacktestParams()) -> dict[str, Any]:
         if any(len(r) for r in rows)
         else pd.DataFrame(columns=SCORECARD_COLUMNS)
     )
-    url = write_and_publish(params.job, card, summaries)
+    name = write_and_publish(params.job, card, summaries)
     mean = summarize_scorecard(card)
     return {
         "cutoffs": [str(c) for c in cutoffs],
-        "scorecard": store.local_or_url(url),
+        "warehouse": store.local_or_url(params.job.output_url),
+        "scorecard_table": name,
         "mean": A.frame_rows(mean),
-        "partitions": [store.local_or_url(s["output_url"]) for s in summaries],
+        "runs": [
+            {k: s.get(k) for k in ("run_id", "as_of", "model", "snapshot_id", "assets_forecast")}
+            for s in summaries
+        ],
         "chart_dir": store.local_or_url(join(params.job.output_url, "charts")),
     }

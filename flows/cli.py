@@ -185,22 +185,23 @@ def main(argv: list[str] | None = None) -> int:
         f"  assets forecast   {result['assets_forecast']}   rejected {result['assets_rejected']}   "
         f"rows {result['rows_written']}"
     )
-    for label, key in (
-        ("forecast partition", "forecast_partition"),
-        ("manifest", "manifest"),
-        ("rejected table", "rejected"),
-        ("scorecard table", "scorecard"),
-        ("fan chart PNG", "fan_chart"),
-    ):
-        print(f"  {label:<18} {result.get(key) or '-'}")
+    print(f"  warehouse         {result.get('catalog') or local_or_url(output_url)}")
+    print(f"  forecasts table   {result['forecasts_table']}  snapshot {result['snapshot_id']}")
+    print(f"  rejected table    {result['rejected_table']}  snapshot {result['rejected_snapshot_id']}")
+    print(f"  scorecard table   {result.get('scorecard_table') or '-'}")
+    print(f"  fan chart PNG     {result.get('fan_chart') or '-'}")
     print(f"  scorecard rows    {result['scorecard_rows']} (matured cutoffs x methods)")
-    print(f"  all runs          {local_or_url(output_url)}")
-    if result.get("scorecard") and result["scorecard_rows"]:
-        import pandas as pd
+    print(
+        f'  read them         python -c "from pipeline import warehouse, read; '
+        f"print(read(warehouse('{local_or_url(output_url)}'), 'forecasts'))\""
+    )
+    if result["scorecard_rows"]:
+        from pipeline.tables import Warehouse
 
         from .scoring import summarize_scorecard
+        from .store import read_scorecard
 
-        mean = summarize_scorecard(pd.read_parquet(result["scorecard"]))
+        mean = summarize_scorecard(read_scorecard(Warehouse(output_url)))
         cols = ["method", "cutoffs", "mae", "direction_acc", "rank_ic", "coverage", "crps", "crps_skill"]
         print(
             "Scorecard, mean over matured cutoffs (bootstrap_rw and naive_* are the baselines; "

@@ -1,5 +1,5 @@
-"""Deployments, defined once, here: the nightly forecast on two cron schedules, the on-demand backtest and
-the weekly finetune (registered inactive).
+"""Deployments, defined once, here: the nightly forecast on two cron schedules, the on-demand backtest, the
+weekly finetune (registered inactive) and the weekly table maintenance.
 
 - ``python -m flows.deploy`` (``scripts/start_local.sh``) serves them from this process: it registers them
   with the Prefect API in ``PREFECT_API_URL`` and runs every flow run they get, scheduled or triggered from
@@ -23,6 +23,7 @@ __all__ = [
     "WORK_POOL",
     "SCHEDULES",
     "FINETUNE_SCHEDULE",
+    "MAINTENANCE_SCHEDULE",
     "DEPLOYMENTS",
     "build_deployments",
     "prefect_yaml",
@@ -50,6 +51,7 @@ class Deployment:
     tags: tuple[str, ...]
     schedules: tuple[Schedule, ...] = ()
     nested_job: bool = False  # the job settings sit under params.job (BacktestParams, FinetuneParams)
+    warehouse_only: bool = False  # takes the output warehouse only (MaintenanceParams)
 
 
 SCHEDULES = (
@@ -66,6 +68,11 @@ FINETUNE_SCHEDULE = Schedule(
     "0 6 * * 6",
     "Saturday 06:00, after the week's last delivery; inactive until turned on",
     active=False,
+)
+MAINTENANCE_SCHEDULE = Schedule(
+    "weekly-maintenance",
+    "0 5 * * 0",
+    "Sunday 05:00, no run in flight: compact, expire snapshots older than 30 days, remove orphan files",
 )
 DEPLOYMENTS = (
     Deployment(
@@ -91,6 +98,15 @@ DEPLOYMENTS = (
         (FINETUNE_SCHEDULE,),
         nested_job=True,
     ),
+    Deployment(
+        "maintenance",
+        "flows/maintenance.py:table_maintenance",
+        "Weekly Iceberg table maintenance of the output warehouse: compact small files, expire old "
+        "snapshots, remove orphan files; an artifact reports what it did.",
+        ("kronos", "maintenance"),
+        (MAINTENANCE_SCHEDULE,),
+        warehouse_only=True,
+    ),
 )
 
 
@@ -98,6 +114,8 @@ def _params(dep: Deployment, job: dict[str, Any], registry: str | None = None) -
     """A deployment's parameters: the job settings (with the registry as the model pointer, so every flow
     forecasts with the promoted model once there is one) and, for finetune, the registry it promotes into."""
     job = copy.deepcopy(job)
+    if dep.warehouse_only:
+        return {"params": {k: v for k, v in job.items() if k == "output_url"}}
     if registry:
         job["model_pointer"] = registry
     if not dep.nested_job:
@@ -120,9 +138,15 @@ def build_deployments(
 
     from .backtest import backtest
     from .finetune import finetune
+    from .maintenance import table_maintenance
     from .nightly import nightly_forecast
 
-    flows = {"nightly": nightly_forecast, "backtest": backtest, "finetune": finetune}
+    flows = {
+        "nightly": nightly_forecast,
+        "backtest": backtest,
+        "finetune": finetune,
+        "maintenance": table_maintenance,
+    }
     base = {k: v for k, v in (("input_url", input_url), ("output_url", output_url)) if v}
     out = []
     for dep in DEPLOYMENTS:
@@ -190,13 +214,17 @@ def prefect_yaml() -> str:
         "# Prefect 3 deployments for a work pool: `prefect deploy --all` from the repo root; the work pool",
         "# and worker setup: infra/prefect/README.md. Schedules:",
     ]
-    head += [f"#   {s.slug} ({s.cron}, {TIMEZONE}): {s.why}" for s in SCHEDULES + (FINETUNE_SCHEDULE,)]
+    head += [
+        f"#   {s.slug} ({s.cron}, {TIMEZONE}): {s.why}"
+        for s in SCHEDULES + (FINETUNE_SCHEDULE, MAINTENANCE_SCHEDULE)
+    ]
     return "\n".join(head) + "\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        description="Serve the nightly, backtest and finetune deployments against PREFECT_API_URL."
+        description="Serve the nightly, backtest, finetune and maintenance deployments against "
+        "PREFECT_API_URL."
     )
     ap.add_argument("--input-url", help="market the deployments read (default: NightlyParams' default)")
     ap.add_argument("--output-url", help="forecast store root (default: NightlyParams' default)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import re
 import uuid
 from typing import Any
 
@@ -285,8 +286,15 @@ def _finetune(params: FinetuneParams) -> dict[str, Any]:
     )
     results = {}
     for who, spec in (("incumbent", incumbent), ("candidate", candidate)):
+        # each backtest in its own warehouse and namespace: never the nightly's tables, whatever the catalog
+        namespace = re.sub(r"\W", "_", f"finetune_{run}_{who}")
         job = params.job.model_copy(
-            update={"model": spec, "model_pointer": None, "output_url": join(run_url, "backtest", who)}
+            update={
+                "model": spec,
+                "model_pointer": None,
+                "output_url": join(run_url, "backtest", who),
+                "catalog": params.job.catalog.model_copy(update={"namespace": namespace}),
+            }
         )
         results[who] = backtest(BacktestParams(job=job, cutoffs=cutoffs))
     decision = decide_task(results["incumbent"], results["candidate"], params.min_crps_gain)
@@ -302,5 +310,9 @@ def _finetune(params: FinetuneParams) -> dict[str, Any]:
         **decision,
         "pointer": store.local_or_url(pointer) if pointer else None,
         "scorecard": A.frame_rows(card),
+        "backtests": {
+            who: {"warehouse": r["warehouse"], "scorecard_table": r["scorecard_table"]}
+            for who, r in results.items()
+        },
         "stages": {k: {"val_loss": v["val_loss"]} for k, v in summary["stages"].items()},
     }

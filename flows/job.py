@@ -114,7 +114,7 @@ def to_job_config(
         lookback=params.lookback,
         pred_len=params.pred_len,
         input=InputConfig(url=params.input_url, layout=params.input_layout),
-        output=OutputConfig(url=params.output_url, quantiles=list(params.quantiles)),
+        output=OutputConfig(url=params.output_url, quantiles=list(params.quantiles), catalog=params.catalog),
         universe=UniverseConfig(symbols=params.universe),
         calendar=params.calendar,
         validation=validation,

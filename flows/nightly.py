@@ -18,7 +18,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from kronos_core.demo import weights_note
-from pipeline.commit import model_slug
 from pipeline.storage import StorageError, is_transient, join
 
 from . import artifacts as A
@@ -114,9 +113,10 @@ def run_forecast_job(params: NightlyParams, as_of: dt.date) -> dict[str, Any]:
 def load_run_outputs(
     params: NightlyParams, summary: dict[str, Any], as_of: dt.date
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(forecast rows, rejected rows, history bars for the chart)."""
-    fc = store.read_forecasts(summary["output_url"], params.storage)
-    rejected = store.read_table(summary.get("rejected_url", ""), params.storage)
+    """(forecast rows, rejected rows, history bars for the chart): the partition this run committed."""
+    wh = params.warehouse()
+    fc = store.read_forecasts(wh, as_of, summary["model"])
+    rejected = store.read_rejected(wh, as_of, summary["model"])
     symbols = pick_chart_symbols(fc, params.chart_assets) if params.chart_assets else []
     start = (pd.Timestamp(as_of) - pd.Timedelta(days=120)).date()
     hist = (
@@ -150,20 +150,20 @@ def render_chart(
 
 @task(name="score-matured", cache_policy=NO_CACHE, **IO_RETRIES)
 def score_matured_forecasts(params: NightlyParams, as_of: dt.date) -> tuple[pd.DataFrame, str]:
-    """Score every earlier forecast that has matured since the last run; append to the scorecard table."""
+    """Score every earlier forecast that has matured since the last run; each scored cutoff is one commit
+    to the scorecard table. Returns (the whole scorecard, the table's name)."""
     logger = get_run_logger()
-    card = store.read_scorecard(params.output_url, params.storage)
-    parts = store.forecast_partitions(params.output_url, params.storage)
+    wh = params.warehouse()
+    card = store.read_scorecard(wh)
+    parts = store.forecast_partitions(wh)
     # a (cutoff, model) pair is scored once; pred_len, lookback and quantile levels come from the stored rows
-    scored = {
-        (d, model_slug(m)) for d, m in zip(pd.to_datetime(card["as_of"]).dt.date, card["model"], strict=True)
-    }
+    scored = set(zip(pd.to_datetime(card["as_of"]).dt.date, card["model"].astype(str), strict=True))
     ready = set(matured_cutoffs([d for d, _ in parts], [], as_of, 1, params.calendar))
     rows = []
-    for (cutoff, model), url in sorted(parts.items()):
+    for cutoff, model in parts:
         if cutoff not in ready or (cutoff, model) in scored or cutoff >= as_of:
             continue
-        fc = store.read_forecasts(url, params.storage)
+        fc = store.read_forecasts(wh, cutoff, model)
         if fc.empty:
             continue
         lookback = int(fc["lookback"].iloc[0]) if "lookback" in fc else params.lookback
@@ -183,13 +183,27 @@ def score_matured_forecasts(params: NightlyParams, as_of: dt.date) -> tuple[pd.D
             logger.info("scored cutoff %s (model=%s): %d assets", cutoff, model, sc["n_assets"].iloc[0])
     if rows:
         new = pd.concat(rows, ignore_index=True)
+        store.write_scorecard(wh, new, source="nightly")
         card = pd.concat([card, new], ignore_index=True) if len(card) else new
         card = card.drop_duplicates(["as_of", "model", "method"], keep="last")
-    url = store.write_scorecard(
-        params.output_url, card if len(card) else pd.DataFrame(columns=SCORECARD_COLUMNS), params.storage
+    if card.empty:
+        card = pd.DataFrame(columns=SCORECARD_COLUMNS)
+    name = wh.identifier("scorecard")
+    logger.info("scorecard: %d new cutoffs scored, %d rows in %s", len(rows), len(card), name)
+    return card, name
+
+
+def read_snippet(summary: dict[str, Any]) -> str:
+    """How to read this run's partition with PyIceberg, for the outputs artifact."""
+    as_of = pd.Timestamp(summary["as_of"]).isoformat()
+    return (
+        "```python\n"
+        "from pipeline import warehouse, read\n"
+        f"wh = warehouse({summary['output_url']!r})  # plus catalog=..., storage=... if not the defaults\n"
+        f"df = read(wh, 'forecasts', {as_of!r}, {summary['model']!r})\n"
+        f"# as this run left it, later re-runs aside: read(wh, 'forecasts', run_id={summary['run_id']!r})\n"
+        "```"
     )
-    logger.info("scorecard: %d new cutoffs scored, %d rows in %s", len(rows), len(card), url)
-    return card, url
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -198,7 +212,7 @@ def publish(
     rejected: pd.DataFrame,
     chart: tuple[str, bytes] | None,
     scorecard: pd.DataFrame | None,
-    scorecard_url: str | None,
+    scorecard_table: str | None,
 ) -> None:
     as_of = summary["as_of"]
     A.publish_table(
@@ -209,16 +223,6 @@ def publish(
         A.frame_rows(rejected),
         f"{len(rejected)} assets rejected by validation, as_of {as_of}, with reasons",
     )
-    A.publish_link(
-        A.KEYS["partition"],
-        summary["output_url"],
-        f"forecast partition as_of {as_of}",
-        "The forecast partition written by this run",
-    )
-    if summary.get("manifest_url"):
-        A.publish_link(
-            A.KEYS["manifest"], summary["manifest_url"], "manifest.json", "Lineage and row counts of the run"
-        )
     if chart is not None:
         A.publish_image(
             A.KEYS["chart"], png_data_uri(chart[1]), f"Fan charts as_of {as_of}; PNG at {chart[0]}"
@@ -230,11 +234,17 @@ def publish(
         *([f"**{note}**", ""] if note else []),
         "| output | location |",
         "|---|---|",
-        f"| forecast partition | `{summary['output_url']}` |",
-        f"| manifest | `{summary.get('manifest_url')}` |",
-        f"| rejected assets | `{summary.get('rejected_url')}` |",
-        f"| scorecard | `{scorecard_url}` |",
+        f"| warehouse | `{summary.get('catalog') or summary['output_url']}` |",
+        f"| forecasts | `{summary.get('forecasts_table')}` snapshot `{summary.get('snapshot_id')}` |",
+        f"| rejected assets | `{summary.get('rejected_table')}` "
+        f"snapshot `{summary.get('rejected_snapshot_id')}` |",
+        f"| scorecard | `{scorecard_table or '-'}` |",
         f"| fan chart | `{chart[0] if chart else '-'}` |",
+        "",
+        f"The run's record (config, lineage, input files, counts) is in the snapshots' summary "
+        f"(`pipeline.run_record(wh, {summary['run_id']!r})`). Read the partition:",
+        "",
+        read_snippet(summary),
     ]
     if scorecard is not None and len(scorecard):
         lines += ["", "## Scorecard over time", "", A.markdown_table(summarize_scorecard(scorecard))]
@@ -275,8 +285,8 @@ def nightly_forecast(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
         if params.chart_assets
         else None
     )
-    card, card_url = score_matured_forecasts(params, as_of) if params.score_matured else (None, None)
-    publish(summary, rejected, chart, card, card_url)
+    card, card_table = score_matured_forecasts(params, as_of) if params.score_matured else (None, None)
+    publish(summary, rejected, chart, card, card_table)
     return {
         **{
             k: summary.get(k)
@@ -289,12 +299,15 @@ def nightly_forecast(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
                 "assets_rejected",
                 "rows_written",
                 "wall_s",
+                "catalog",
+                "forecasts_table",
+                "snapshot_id",
+                "rejected_table",
+                "rejected_snapshot_id",
             )
         },
-        "forecast_partition": store.local_or_url(summary["output_url"]),
-        "manifest": store.local_or_url(summary.get("manifest_url") or ""),
-        "rejected": store.local_or_url(summary.get("rejected_url") or ""),
-        "scorecard": store.local_or_url(card_url) if card_url else None,
+        "warehouse": store.local_or_url(summary["output_url"]),
+        "scorecard_table": card_table,
         "scorecard_rows": 0 if card is None else len(card),
         "fan_chart": store.local_or_url(chart[0]) if chart else None,
     }

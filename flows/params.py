@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kronos_core import MarketCalendar, PredictorSpec, SamplingParams, defaults
 from kronos_core.rules import check_quantile_levels
-from pipeline.config import ComputeConfig, StorageConfig, ValidationConfig
+from pipeline.config import CatalogConfig, ComputeConfig, StorageConfig, ValidationConfig
+from pipeline.tables import Warehouse
 from training.config import CheckpointSpec, StageSpec, WindowSpec
 from training.config import ComputeSpec as TrainCompute
 
@@ -42,7 +43,8 @@ class NightlyParams(BaseModel):
         DEMO_INPUT_URL, description="Hive-partitioned parquet market (local path or s3://...)"
     )
     output_url: str = Field(
-        DEMO_OUTPUT_URL, description="Output root: forecasts/, rejected/, scorecard/, charts/"
+        DEMO_OUTPUT_URL,
+        description="Iceberg warehouse of the forecasts, rejected and scorecard tables; charts/ beside them",
     )
     input_layout: Literal["date", "symbol"] = Field(
         "date",
@@ -77,6 +79,10 @@ class NightlyParams(BaseModel):
         default_factory=StorageConfig,
         description="s3:// access (endpoint, keys); unset = AWS_* environment variables",
     )
+    catalog: CatalogConfig = Field(
+        default_factory=CatalogConfig,
+        description="Iceberg catalog of the output tables; no properties = SQLite beside a local warehouse",
+    )
     min_fresh_share: float = Field(
         0.5, ge=0, le=1, description="Fail fast unless this share of the universe has a bar on as_of"
     )
@@ -92,6 +98,10 @@ class NightlyParams(BaseModel):
     @classmethod
     def _levels(cls, v: list[float]) -> list[float]:
         return list(check_quantile_levels(v))
+
+    def warehouse(self) -> Warehouse:
+        """Where the job's tables are (``output_url``, ``catalog``, ``storage``)."""
+        return Warehouse(self.output_url, self.catalog, self.storage)
 
     @field_validator("universe")
     @classmethod

@@ -1,26 +1,27 @@
-"""The flows' reads and writes beside the Ray job: input freshness, realised bars, the job's committed
-partitions, the scorecard.
+"""The flows' reads and writes beside the Ray job: input freshness, realised bars, the job's output tables,
+the scorecard.
 
-Bars are read with the job's own read plan and reader (``pipeline.read.read_bars``) and the job's tables
-through its own manifest reader and partition listing (``pipeline.commit``), so the flows see exactly what
-the job wrote and would read. These are I/O functions; the Prefect tasks that call them carry the retries.
+Bars are read with the job's own read plan and reader (``pipeline.read.read_bars``) and the job's Iceberg
+tables through ``pipeline.tables`` (the same catalog and partitioning the job commits to), so the flows see
+exactly what the job wrote and would read. These are I/O functions; the Prefect tasks that call them carry
+the retries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
+import uuid
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from kronos_core.rules import TIMESTAMP_MAX
-from pipeline.commit import list_partitions, read_partition_at
+from pipeline import tables
 from pipeline.config import StorageConfig
 from pipeline.read import list_partitions as list_input_partitions
 from pipeline.read import read_bars as read_job_bars
-from pipeline.storage import filesystem, join, strip_protocol, to_url
+from pipeline.storage import filesystem, strip_protocol, to_url
+from pipeline.tables import Warehouse
 
 from .scoring import SCORECARD_COLUMNS
 
@@ -30,11 +31,10 @@ __all__ = [
     "read_bars",
     "forecast_partitions",
     "read_forecasts",
-    "read_table",
+    "read_rejected",
     "read_scorecard",
     "write_scorecard",
     "write_bytes",
-    "scorecard_url",
     "local_or_url",
 ]
 
@@ -113,36 +113,63 @@ def read_bars(
     )
 
 
-def scorecard_url(output_url: str, name: str = "scorecard.parquet") -> str:
-    return join(output_url, "scorecard", name)
-
-
-def read_scorecard(output_url: str, storage: StorageConfig | None = None) -> pd.DataFrame:
-    url = scorecard_url(output_url)
-    fs, path = filesystem(url, storage), strip_protocol(url)
-    if not fs.exists(path):
+def read_scorecard(wh: Warehouse) -> pd.DataFrame:
+    """Every scored (as_of, model, method) row of the scorecard table; empty (with its columns) at first."""
+    card = tables.read(wh, "scorecard")
+    if card.empty:
         return pd.DataFrame(columns=SCORECARD_COLUMNS)
-    with fs.open(path, "rb") as f:
-        return pq.read_table(io.BytesIO(f.read())).to_pandas()
+    card["as_of"] = pd.to_datetime(card["as_of"]).dt.date
+    if "crps_by_step" in card.columns:
+        card["crps_by_step"] = [list(v) if v is not None else None for v in card["crps_by_step"]]
+    return card
 
 
-def write_scorecard(
-    output_url: str,
-    scorecard: pd.DataFrame,
-    storage: StorageConfig | None = None,
-    name: str = "scorecard.parquet",
-) -> str:
-    """Replace the scorecard table (one small file; rows are keyed by as_of, model, method)."""
-    buf = io.BytesIO()
-    df = scorecard.copy()
-    df["as_of"] = pd.to_datetime(df["as_of"]).dt.date
-    if "crps_by_step" in df.columns:  # rows scored before it existed hold NaN: store them as null lists
-        df["crps_by_step"] = [
-            [float(x) for x in v] if isinstance(v, (list, tuple)) or getattr(v, "ndim", 0) == 1 else None
-            for v in df["crps_by_step"]
-        ]
-    df.to_parquet(buf, index=False)
-    return write_bytes(scorecard_url(output_url, name), buf.getvalue(), storage)
+def write_scorecard(wh: Warehouse, scores: pd.DataFrame, source: str) -> list[int]:
+    """Publish scored cutoffs: each (as_of, model) partition of the scorecard table replaced by its rows, one
+    commit each, the snapshot tagged with ``source`` (the flow that scored it). Returns the snapshot ids."""
+    out = []
+    if scores.empty:
+        return out
+    df = scores.reindex(columns=SCORECARD_COLUMNS)  # rows scored before a column existed: null there
+    df["as_of"] = pd.to_datetime(df["as_of"]).dt.normalize()
+    df["scored_at"] = pd.to_datetime(df["scored_at"], utc=True)
+    df["crps_by_step"] = [
+        [float(x) for x in v] if isinstance(v, (list, tuple)) or getattr(v, "ndim", 0) == 1 else None
+        for v in df["crps_by_step"]
+    ]
+    for (as_of, model), part in df.groupby(["as_of", "model"], sort=True):
+        rows = pa_table(part)
+        record = {"run_id": f"{source}-{uuid.uuid4().hex[:8]}", "as_of": str(as_of), "model": model}
+        out.append(tables.publish(wh, "scorecard", rows, as_of, model, {**record, "source": source}))
+    return out
+
+
+def pa_table(df: pd.DataFrame):
+    """A scorecard frame as Arrow with the table's fixed types (a column of nulls keeps its type)."""
+    import pyarrow as pa
+
+    types = {
+        "as_of": pa.date32(),
+        "model": pa.string(),
+        "method": pa.string(),
+        "n_assets": pa.int64(),
+        "n_points": pa.int64(),
+        "crps_by_step": pa.list_(pa.float64()),
+        "scored_at": pa.timestamp("us", "UTC"),
+    }
+    cols = {}
+    for c in SCORECARD_COLUMNS:
+        values = df[c]
+        if c == "as_of":
+            cols[c] = pa.array(pd.to_datetime(values).dt.date.tolist(), types[c])
+        elif c == "crps_by_step":
+            cols[c] = pa.array(values.tolist(), types[c])
+        elif c == "scored_at":
+            cols[c] = pa.Array.from_pandas(pd.to_datetime(values, utc=True)).cast(types[c])
+        else:
+            typ = types.get(c, pa.float64())
+            cols[c] = pa.array(values.astype(object).where(values.notna(), None).tolist(), typ)
+    return pa.table(cols)
 
 
 def write_bytes(url: str, data: bytes, storage: StorageConfig | None = None) -> str:
@@ -156,36 +183,23 @@ def local_or_url(url: str) -> str:
     return url if "://" in url and not url.startswith("file://") else strip_protocol(url)
 
 
-def forecast_partitions(
-    output_url: str, storage: StorageConfig | None = None
-) -> dict[tuple[dt.date, str], str]:
-    """Every committed forecast partition with a daily as_of: {(as_of date, model tag): partition URL}."""
-    out = {}
-    for p in list_partitions(output_url, "forecasts", _storage(storage)):
-        if p.as_of != p.as_of.normalize():
-            log.warning("ignoring partition %s (intraday as_of; the scorecard scores daily cutoffs)", p.url)
+def forecast_partitions(wh: Warehouse) -> list[tuple[dt.date, str]]:
+    """Every (as_of date, model) partition of the forecasts table with a daily as_of, sorted."""
+    out = []
+    for as_of, model in tables.partitions(wh, "forecasts")[["as_of", "model"]].itertuples(index=False):
+        ts = pd.Timestamp(as_of)
+        if ts != ts.normalize():
+            log.warning("ignoring as_of %s (intraday; the scorecard scores daily cutoffs)", ts)
             continue
-        out[(p.as_of.date(), p.model_tag)] = p.url
-    return out
+        out.append((ts.date(), str(model)))
+    return sorted(out)
 
 
-def read_forecasts(
-    partition_url: str, storage: StorageConfig | None = None, columns: list[str] | None = None
-) -> pd.DataFrame:
-    """The rows of one committed forecast partition (through its manifest); empty if it is not there."""
-    return read_table(partition_url, storage, columns)
+def read_forecasts(wh: Warehouse, as_of, model: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """The rows of one (as_of, model) partition of the forecasts table (current snapshot); empty if absent."""
+    return tables.read(wh, "forecasts", as_of, model, columns=columns)
 
 
-def read_table(
-    url: str, storage: StorageConfig | None = None, columns: list[str] | None = None
-) -> pd.DataFrame:
-    """A committed partition of the job's tables by URL (through its manifest); empty if absent."""
-    if not url:
-        return pd.DataFrame()
-    try:
-        df = read_partition_at(url, _storage(storage), columns)
-    except FileNotFoundError:
-        return pd.DataFrame()
-    if "timestamp" in df:
-        df["timestamp"] = pd.to_datetime(df["timestamp"])
-    return df
+def read_rejected(wh: Warehouse, as_of, model: str) -> pd.DataFrame:
+    """The rejected assets of one (as_of, model) partition, with their reasons; empty if none."""
+    return tables.read(wh, "rejected", as_of, model)

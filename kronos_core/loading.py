@@ -28,7 +28,14 @@ from .config import SIZES, config_from_dict
 from .demo import DEMO_NOTE, RANDOM_NOTE, demo_dir, demo_model, is_demo_ref
 from .settings import _DEVICE_HELP, check_device_name
 
-__all__ = ["ModelSource", "PretrainedMixin", "resolve_device", "resolve_dtype", "file_sha256"]
+__all__ = [
+    "ModelSource",
+    "PretrainedMixin",
+    "resolve_device",
+    "resolve_dtype",
+    "file_sha256",
+    "canonical_ref",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +117,19 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def canonical_ref(ref: str | os.PathLike, seed: int = 0) -> str:
+    """The reference a loaded model reports as its ``ModelSource.ref`` (its lineage and the job's ``model``
+    column), without loading it: ``demo`` -> ``demo:<name>``, ``random:<size>`` -> ``random:<size>:<seed>``,
+    anything else as given."""
+    ref_s = os.fspath(ref)
+    if is_demo_ref(ref_s):
+        return demo_model(ref_s).ref
+    parts = ref_s.split(":")
+    if ref_s.startswith("random:") and len(parts) == 2 and parts[1] != "config":
+        return f"{ref_s}:{seed}"
+    return ref_s
 
 
 def _hub_files(ref: str, revision: str | None) -> Path:
@@ -197,7 +217,7 @@ class PretrainedMixin:
             rseed = int(parts[2]) if len(parts) == 3 else seed
             config = getattr(SIZES[size], cls.kind)
             model = cls.from_config(config, seed=rseed, device=dev, dtype=dt)
-            model.source = ModelSource(ref=f"random:{size}:{rseed}", random=True)
+            model.source = ModelSource(ref=canonical_ref(ref_s, rseed), random=True)
             log.warning(
                 "%s: using RANDOM weights (%s); forecasts are meaningless", cls.__name__, model.source.ref
             )

@@ -26,6 +26,7 @@ __all__ = [
     "ValidationConfig",
     "ComputeConfig",
     "OutputConfig",
+    "CatalogConfig",
     "JobConfig",
     "RunSummary",
     "load_job_config",
@@ -70,15 +71,6 @@ class StorageConfig(_Strict):
         if v is not None and not re.match(r"^https?://", v):
             raise ValueError(f"endpoint_url must start with http:// or https://, got {v!r}")
         return v
-
-
-class InputConfig(_Strict):
-    url: str = Field(..., description="root of the bars table: a local folder or s3://bucket/prefix")
-    layout: Literal["date", "symbol"] = Field(
-        "date",
-        description="hive layout: 'date' = <root>/date=YYYY-MM-DD/*.parquet (vendor delivery), "
-        "'symbol' = <root>/symbol=XYZ/*.parquet",
-    )
 
 
 class UniverseConfig(_Strict):
@@ -159,12 +151,62 @@ class ComputeConfig(_Strict):
         return self
 
 
+class CatalogConfig(_Strict):
+    """The Iceberg catalog that tracks the output tables (``pipeline.tables``).
+
+    Empty ``properties``: the embedded catalog, PyIceberg's SQL catalog on the SQLite file
+    ``<output.url>/catalog.db`` (a local output folder only: it needs no server). Otherwise any catalog
+    PyIceberg supports, by its properties: ``{type: rest, uri: https://...}``, ``{type: sql, uri:
+    postgresql+psycopg2://...}``, ``{type: glue}``, ``{type: hive, uri: thrift://...}``, or a SQLite file of
+    your own for an ``s3://`` warehouse (``{uri: sqlite:////var/lib/kronos/catalog.db}``). The warehouse is
+    ``output.url`` unless ``properties.warehouse`` says otherwise; the ``s3.*`` file-IO settings come from
+    ``storage`` unless given here. Credentials belong in the environment (``PYICEBERG_CATALOG__<NAME>__...``
+    variables are merged by PyIceberg), not in a config file."""
+
+    name: str = Field("kronos", pattern=r"^[A-Za-z0-9_]+$", description="catalog name (PyIceberg's)")
+    namespace: str = Field("kronos", pattern=r"^[A-Za-z0-9_]+$", description="namespace of the tables")
+    properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="PyIceberg catalog properties (type, uri, warehouse, ...); empty = the embedded SQLite "
+        "catalog beside a local warehouse",
+    )
+
+
+class InputConfig(_Strict):
+    url: str = Field(
+        ...,
+        description="root of the bars table (a local folder or s3://bucket/prefix); for an Iceberg "
+        "table, its warehouse",
+    )
+    format: Literal["parquet", "iceberg"] = Field(
+        "parquet", description="'parquet': a hive-partitioned folder (layout); 'iceberg': an Iceberg table"
+    )
+    layout: Literal["date", "symbol"] = Field(
+        "date",
+        description="parquet layout: 'date' = <root>/date=YYYY-MM-DD/*.parquet (vendor delivery), "
+        "'symbol' = <root>/symbol=XYZ/*.parquet",
+    )
+    table: str = Field(
+        "market.bars",
+        pattern=r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+$",
+        description="iceberg: the bars table, <namespace>.<name> (symbol, timestamp, open..amount)",
+    )
+    catalog: CatalogConfig = Field(
+        default_factory=CatalogConfig,
+        description="iceberg: the input's catalog (default: SQLite at <input.url>/catalog.db)",
+    )
+
+
 class OutputConfig(_Strict):
-    url: str = Field(..., description="root of the output tables (local folder or s3://bucket/prefix)")
+    url: str = Field(
+        ..., description="the Iceberg warehouse of the output tables (local folder or s3://bucket/prefix)"
+    )
     quantiles: list[float] = Field(
         list(DEFAULT_QUANTILES), description="levels of the close quantile columns"
     )
-    lock_timeout_s: float = Field(3600, gt=0, description="a commit lock older than this counts as abandoned")
+    catalog: CatalogConfig = Field(
+        default_factory=CatalogConfig, description="the Iceberg catalog (default: SQLite beside the tables)"
+    )
 
     @field_validator("quantiles")
     @classmethod
@@ -279,8 +321,11 @@ class RunSummary:
     wall_s: float = 0.0
     series_per_s: float = 0.0
     output_url: str = ""
-    manifest_url: str = ""
-    rejected_url: str = ""
+    catalog: str = ""
+    forecasts_table: str = ""
+    rejected_table: str = ""
+    snapshot_id: int | None = None
+    rejected_snapshot_id: int | None = None
     bytes_read: int = 0
     files_read: int = 0
     model: str = ""
@@ -303,8 +348,8 @@ class RunSummary:
             f"  rows written     {self.rows_written}",
             f"  bytes read       {self.bytes_read:,} in {self.files_read} files",
             f"  wall time        {self.wall_s:.1f} s  ({self.series_per_s:.1f} series/s)",
-            f"  output           {self.output_url}",
-            f"  rejected         {self.rejected_url}",
-            f"  manifest         {self.manifest_url}",
+            f"  warehouse        {self.catalog or self.output_url}",
+            f"  forecasts        {self.forecasts_table} snapshot {self.snapshot_id}",
+            f"  rejected         {self.rejected_table} snapshot {self.rejected_snapshot_id}",
         ]
         return "\n".join(lines)

@@ -6,7 +6,8 @@
 3. future    (CPU)     the pred_len calendar bars after as_of, per asset (lagged assets: from their last bar)
 4. forecast  (actors)  ForecastActor: predictor loaded once per actor; ragged batches; per-asset seeds
 5. postprocess (CPU)   long rows (symbol, step) + quantiles + p_up + flags + lineage
-6. write     (CPU)     staged parquet files -> per-partition atomic commit (manifest, _SUCCESS last)
+6. write     (CPU)     Iceberg data files (any worker) -> one commit per table on the driver: the
+                       (as_of, model) partition replaced in one snapshot, the run's record in its summary
 """
 
 from __future__ import annotations
@@ -24,13 +25,21 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from .commit import TABLES, commit_partition, current_generation, write_staged
 from .config import JobConfig, RunSummary, load_job_config
 from .forecast import ForecastActor
 from .future import future_batch, run_grid, window_start
 from .postprocess import forecast_rows, lineage, rejected_rows
-from .read import ReadPlan, plan_read, read_files, window_group
-from .storage import join
+from .read import ReadPlan, plan_iceberg_read, plan_read, read_files, window_group
+from .tables import (
+    Warehouse,
+    data_files_of,
+    model_key,
+    overwrite_partition,
+    prepare_table,
+    publish,
+    run_properties,
+    write_data_files,
+)
 from .validate import validate_batch
 
 __all__ = ["run_job", "code_version", "ensure_ray", "ray_data_settings"]
@@ -116,26 +125,31 @@ def run_job(
     run_id = cfg.run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     created_at = dt.datetime.now(dt.timezone.utc).isoformat()
     as_of, cal, storage = cfg.as_of, cfg.calendar, cfg.storage.resolved()
-    summary = RunSummary(run_id=run_id, as_of=str(as_of), model=cfg.model.model)
+    model = model_key(cfg.model.model)
+    summary = RunSummary(run_id=run_id, as_of=str(as_of), model=model)
     stage_s = summary.stage_s
+    # the output catalog first: a bad catalog setting fails here, before Ray starts or anything is read
+    wh = Warehouse(cfg.output.url, cfg.output.catalog, storage)
+    wh.catalog()
     started = ensure_ray(cfg.compute.ray_address)
     restore = contextlib.ExitStack()
     restore.enter_context(ray_data_settings(progress))
     try:
-        # 0. plan (driver): calendar bars, as-of window, pruned read plan, the generations we will replace
+        # 0. plan (driver): calendar bars, as-of window, pruned read plan
         t = time.perf_counter()
         grid = run_grid(cal, as_of, cfg.lookback, cfg.pred_len)
         start = pd.Timestamp(window_start(grid, as_of, cfg.lookback))
         universe = cfg.universe.resolve()
-        plan = plan_read(cfg.input.url, cfg.input.layout, storage, start, as_of, universe)
+        inp = cfg.input
+        if inp.format == "iceberg":
+            plan = plan_iceberg_read(inp.url, inp.table, inp.catalog, storage, start, as_of, universe)
+        else:
+            plan = plan_read(inp.url, inp.layout, storage, start, as_of, universe)
         if not plan.files:
             raise ValueError(
                 f"no bars between {start} and as_of={as_of} under {cfg.input.url}; check as_of, "
                 f"input.url and input.layout"
             )
-        generations = {
-            tb: current_generation(cfg.output.url, storage, tb, as_of, cfg.model.model) for tb in TABLES
-        }
         summary.bytes_read, summary.files_read = plan.bytes_read, plan.n_files
         stage_s["plan"] = time.perf_counter() - t
         log.info(
@@ -154,7 +168,14 @@ def run_job(
             read_files,
             batch_size=cfg.compute.read_parallelism,
             batch_format="numpy",
-            fn_kwargs=dict(url=cfg.input.url, storage=storage, start=start, end=as_of, universe=universe),
+            fn_kwargs=dict(
+                url=cfg.input.url,
+                storage=storage,
+                start=start,
+                end=as_of,
+                universe=universe,
+                iceberg=plan.iceberg,
+            ),
         )
         n_parts = max(1, min(64, len(plan.files), 4 * (os.cpu_count() or 1)))
         ds = ds.groupby("symbol", num_partitions=n_parts).map_groups(
@@ -198,7 +219,7 @@ def run_job(
         ).materialize()
         stage_s["forecast"] = time.perf_counter() - t
 
-        # 5. postprocess (CPU) and 6a. write staged files (CPU)
+        # 5. postprocess (CPU) and 6a. write the forecast rows as Iceberg data files (CPU, any worker)
         t = time.perf_counter()
         run = lineage(run_id, cfg, created_at, code_version())
         ok = fc.map_batches(lambda b: b.filter(b["error"].is_null()), batch_format="pyarrow")
@@ -206,15 +227,21 @@ def run_job(
             forecast_rows,
             batch_format="pyarrow",
             fn_kwargs=dict(as_of=as_of, quantiles=cfg.output.quantiles, run=run),
-        )
-        staged = {
-            "forecasts": rows.map_batches(
-                write_staged,
+        ).materialize()
+        forecasts_tbl, files = wh.load("forecasts"), []
+        if rows.count():
+            forecasts_tbl = prepare_table(wh, "forecasts", rows.schema().base_schema)
+            written = rows.map_batches(
+                write_data_files,
                 batch_format="pyarrow",
                 batch_size=None,
-                fn_kwargs=dict(url=cfg.output.url, storage=storage, run_id=run_id, table="forecasts"),
+                fn_kwargs=dict(
+                    metadata=forecasts_tbl.metadata,
+                    io_properties=forecasts_tbl.io.properties,
+                    table="forecasts",
+                ),
             ).take_all()
-        }
+            files = data_files_of(written)
         # one small driver-side pass over each materialized dataset's metadata columns
         meta = assets.select_columns(
             ["symbol", "n_bars", "is_valid", "reject_reason", "last_timestamp"]
@@ -222,30 +249,23 @@ def run_job(
         fc_meta = fc.select_columns(
             ["symbol", "n_bars", "error", "flags", "lag_bars", "model_info"]
         ).to_pandas()
-        rejected = _rejected_table(meta, fc_meta, universe, as_of, run)
-        staged["rejected"] = [
-            write_staged(rejected, cfg.output.url, storage, run_id, "rejected").to_pylist()[0]
-        ]
+        rejected = _rejected_table(meta, fc_meta, universe, as_of, run, model)
+        _check_model(fc_meta, model)
         stage_s["postprocess_write"] = time.perf_counter() - t
 
-        # 6b. commit every touched partition (manifest and _SUCCESS last)
+        # 6b. commit: per table, the (as_of, model) partition replaced in one snapshot carrying the run record
         t = time.perf_counter()
-        _count(summary, staged, meta, fc_meta, rejected, cfg.pred_len)
-        manifest = _manifest(cfg, as_of, created_at, run, fc_meta, generations, start, plan, summary)
-        urls = commit_partition(
-            cfg.output.url,
-            storage,
-            run_id,
-            as_of,
-            cfg.model.model,
-            staged,
-            generations,
-            manifest,
-            cfg.output.lock_timeout_s,
-        )
+        _count(summary, files, meta, fc_meta, rejected, cfg.pred_len)
+        record = _record(cfg, as_of, model, created_at, run, fc_meta, start, plan, summary)
+        summary.output_url, summary.catalog = cfg.output.url, wh.describe()
+        summary.forecasts_table = wh.identifier("forecasts")
+        summary.rejected_table = wh.identifier("rejected")
+        if forecasts_tbl is not None:
+            summary.snapshot_id = overwrite_partition(
+                forecasts_tbl, "forecasts", as_of, model, files, run_properties(record)
+            ).snapshot_id
+        summary.rejected_snapshot_id = publish(wh, "rejected", rejected, as_of, model, record)
         stage_s["commit"] = time.perf_counter() - t
-        summary.output_url, summary.rejected_url = urls["forecasts"], urls["rejected"]
-        summary.manifest_url = join(urls["forecasts"], "_manifest.json")
     finally:
         restore.close()
         if started:
@@ -253,29 +273,39 @@ def run_job(
     summary.wall_s = time.perf_counter() - t0
     summary.series_per_s = summary.assets_forecast / summary.wall_s if summary.wall_s else 0.0
     log.info(
-        "run %s done in %.1fs: %d forecast, %d rejected, %d rows -> %s",
+        "run %s done in %.1fs: %d forecast, %d rejected, %d rows -> %s snapshot %s",
         run_id,
         summary.wall_s,
         summary.assets_forecast,
         summary.assets_rejected,
         summary.rows_written,
-        summary.output_url,
+        summary.forecasts_table,
+        summary.snapshot_id,
     )
     return summary
 
 
+def _check_model(fc_meta: pd.DataFrame, model: str) -> None:
+    """The forecast rows' ``model`` column must hold the partition value the commit replaces."""
+    if not len(fc_meta):
+        return
+    seen = {json.loads(i)["model"] for i in fc_meta["model_info"].dropna()}
+    if seen - {model}:
+        raise RuntimeError(
+            f"the forecast actors report model {sorted(seen)} but the run publishes partition model={model!r}"
+        )
+
+
 def _count(
     summary: RunSummary,
-    staged: dict,
+    files: list,
     meta: pd.DataFrame,
     fc_meta: pd.DataFrame,
     rejected: pa.Table,
     pred_len: int,
 ) -> None:
-    """Fill the summary's counts from what was staged (and normalise the staged records for the manifest)."""
-    for r in staged["forecasts"]:
-        r.update(rows=int(r["rows"]), bytes=int(r["bytes"]))
-    summary.rows_written = int(sum(r["rows"] for r in staged["forecasts"]))
+    """Fill the summary's counts from the data files written and the assets seen."""
+    summary.rows_written = int(sum(f.record_count for f in files))
     summary.assets_read = len(meta)
     summary.assets_forecast = summary.rows_written // pred_len
     summary.assets_rejected = rejected.num_rows
@@ -293,28 +323,33 @@ def _count(
     summary.assets_lagged = int((done["lag_bars"] > 0).sum()) if len(done) else 0
 
 
-def _manifest(
+def _record(
     cfg: JobConfig,
     as_of,
+    model: str,
     created_at: str,
     run: dict,
     fc_meta: pd.DataFrame,
-    generations: dict,
     start: pd.Timestamp,
     plan: ReadPlan,
     summary: RunSummary,
 ) -> dict:
-    """The commit point's content: lineage, config, input snapshot and counts."""
+    """The run's record, stored in its snapshots' summaries: lineage, config, input snapshot and counts."""
+    infos = fc_meta["model_info"].dropna() if len(fc_meta) else []
     return {
-        "as_of": str(as_of),
+        "run_id": run["run_id"],
+        "as_of": str(pd.Timestamp(as_of)),
+        "model": model,
         "created_at": created_at,
         "lineage": run,
         "config": cfg.to_json_dict(),
-        "model_info": json.loads(fc_meta["model_info"].iloc[0]) if len(fc_meta) else {},
-        "previous_run_id": generations,
+        "model_info": json.loads(infos.iloc[0]) if len(infos) else {},
         "input": {
             "url": cfg.input.url,
-            "layout": cfg.input.layout,
+            "format": cfg.input.format,
+            "layout": cfg.input.layout if cfg.input.format == "parquet" else None,
+            "table": cfg.input.table if cfg.input.format == "iceberg" else None,
+            "snapshot_id": (plan.iceberg or {}).get("snapshot_id"),
             "window_start": str(start),
             "bytes_read": plan.bytes_read,
             "partitions_total": plan.partitions_total,
@@ -333,7 +368,7 @@ def _manifest(
 
 
 def _rejected_table(
-    meta: pd.DataFrame, fc_meta: pd.DataFrame, universe: list[str] | None, as_of, run: dict
+    meta: pd.DataFrame, fc_meta: pd.DataFrame, universe: list[str] | None, as_of, run: dict, model: str
 ) -> pa.Table:
     """Every asset that is not forecast, with its reason: failed validation, failed at the model input,
     or named in the universe but absent from the data (so nothing disappears silently).
@@ -384,4 +419,4 @@ def _rejected_table(
             ),
         }
     )
-    return rejected_rows(tbl, as_of, run)
+    return rejected_rows(tbl, as_of, run, model)

@@ -15,7 +15,22 @@ import pyarrow as pa
 
 from kronos_core import FIELDS, quantile_column
 
-__all__ = ["forecast_rows", "rejected_rows", "lineage"]
+__all__ = ["forecast_rows", "rejected_rows", "lineage", "LINEAGE_TYPES"]
+
+
+# the lineage columns' types, fixed so that a null (top_k unset) never changes a column's type between runs
+LINEAGE_TYPES = {
+    "run_id": pa.string(),
+    "temperature": pa.float64(),
+    "top_k": pa.int64(),
+    "top_p": pa.float64(),
+    "sample_count": pa.int64(),
+    "seed": pa.int64(),
+    "lookback": pa.int64(),
+    "pred_len": pa.int64(),
+    "code_version": pa.string(),
+    "created_at": pa.string(),
+}
 
 
 def lineage(run_id: str, cfg, created_at: str, code_version: str) -> dict:
@@ -74,12 +89,15 @@ def forecast_rows(batch: pa.Table, as_of, quantiles: list[float], run: dict) -> 
         cols[key] = pa.array(np.repeat(np.asarray([i.get(key) for i in infos], dtype=object), p), pa.string())
     cols["random_weights"] = pa.array(np.repeat([bool(i.get("random_weights")) for i in infos], p))
     for key, value in run.items():
-        cols[key] = pa.array([value] * (n * p))
+        cols[key] = pa.array([value] * (n * p), LINEAGE_TYPES.get(key))
     return pa.table(cols)
 
 
-def rejected_rows(batch: pa.Table, as_of, run: dict, reason_col: str = "reject_reason") -> pa.Table:
-    """Rejected assets -> ``symbol, as_of, reject_reason, n_bars, last_timestamp, run_id, created_at``."""
+def rejected_rows(
+    batch: pa.Table, as_of, run: dict, model: str, reason_col: str = "reject_reason"
+) -> pa.Table:
+    """Rejected assets -> ``symbol, as_of, model, reject_reason, n_bars, last_timestamp, run_id,
+    created_at``."""
     n = batch.num_rows
     last = (
         batch["last_timestamp"] if "last_timestamp" in batch.column_names else pa.nulls(n, pa.timestamp("ns"))
@@ -88,6 +106,7 @@ def rejected_rows(batch: pa.Table, as_of, run: dict, reason_col: str = "reject_r
         {
             "symbol": batch["symbol"],
             "as_of": pa.array(np.full(n, np.datetime64(as_of, "ns")), pa.timestamp("ns")),
+            "model": pa.array([model] * n, pa.string()),
             "reject_reason": batch[reason_col].cast(pa.string()),
             "n_bars": batch["n_bars"],
             "last_timestamp": last.cast(pa.timestamp("ns")),

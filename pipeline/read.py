@@ -8,11 +8,17 @@ Pruning happens in three places, cheapest first:
      hold a wanted row;
   3. rows: a filter on ``timestamp`` in the window and ``symbol`` in the universe after decoding.
 ``bytes_read`` counts the footers plus the compressed column chunks of the row groups actually read.
+
+An Iceberg table of bars (``input.format: iceberg``) is planned by PyIceberg instead
+(``plan_iceberg_read``): the as-of window and the universe are pushed down as a row filter, which prunes
+partitions and data files by their metadata; each planned file is then read by the same stage 1 tasks with
+the same row-level checks.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -31,6 +37,7 @@ __all__ = [
     "ReadPlan",
     "list_partitions",
     "plan_read",
+    "plan_iceberg_read",
     "read_files",
     "read_bars",
     "window_group",
@@ -69,11 +76,12 @@ _READ_SCHEMA = pa.schema(
 
 @dataclass
 class ReadPlan:
-    files: list[dict] = field(default_factory=list)  # {path, rank, row_groups}
+    files: list[dict] = field(default_factory=list)  # {path, rank, row_groups} (+ task: an Iceberg scan task)
     bytes_read: int = 0
     partitions_total: int = 0
     partitions_read: int = 0
     window_start: pd.Timestamp | None = None
+    iceberg: dict | None = None  # Iceberg input: table, snapshot_id, and what the readers need (metadata, io)
 
     @property
     def n_files(self) -> int:
@@ -202,6 +210,93 @@ def plan_read(
     return plan
 
 
+def plan_iceberg_read(
+    url: str,
+    table: str,
+    catalog,
+    storage: StorageConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    universe: list[str] | None,
+) -> ReadPlan:
+    """The read plan of an Iceberg table of bars (``catalog``: a ``CatalogConfig``; ``url`` its warehouse):
+    PyIceberg plans the scan with the window (and the universe) pushed down, so only the data files that can
+    hold a wanted row are read. Rows a later check must see (no timestamp, no symbol) pass the filter."""
+    from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, In, IsNull, LessThanOrEqual, Or
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    from .tables import Warehouse
+
+    try:
+        tbl = Warehouse(url, catalog, storage).catalog().load_table(table)
+    except Exception as e:  # noqa: BLE001 - re-raised with what to fix
+        if type(e).__name__ in ("NoSuchTableError", "NoSuchNamespaceError"):
+            raise ValueError(
+                f"no Iceberg table {table!r} in the input catalog ({url}); check input.table and "
+                "input.catalog"
+            ) from e
+        raise
+    names = set(schema_to_pyarrow(tbl.schema()).names)
+    missing = {"symbol", "timestamp", *PRICE_COLUMNS} - names
+    if missing:
+        raise ValueError(
+            f"Iceberg table {table!r} has no column(s) {sorted(missing)}; bars need {BAR_COLUMNS}"
+        )
+    window = Or(
+        And(
+            GreaterThanOrEqual("timestamp", start.isoformat()), LessThanOrEqual("timestamp", end.isoformat())
+        ),
+        IsNull("timestamp"),
+    )
+    row_filter = window
+    if universe is not None:
+        row_filter = And(window, Or(In("symbol", set(universe)), Or(IsNull("symbol"), EqualTo("symbol", ""))))
+    columns = tuple(c for c in BAR_COLUMNS if c in names)
+    scan = tbl.scan(row_filter=row_filter, selected_fields=columns)
+    tasks = list(scan.plan_files())
+    snap = tbl.current_snapshot()
+    plan = ReadPlan(
+        partitions_total=len(tbl.inspect.partitions()) if snap is not None and tbl.spec().fields else 1,
+        window_start=start,
+    )
+    plan.partitions_read = len({tuple(t.file.partition) for t in tasks})
+    for rank, task in enumerate(tasks):
+        plan.files.append(
+            {"path": task.file.file_path, "rank": rank, "row_groups": [], "task": pickle.dumps(task)}
+        )
+        plan.bytes_read += int(task.file.file_size_in_bytes)
+    plan.iceberg = {
+        "table": table,
+        "snapshot_id": snap.snapshot_id if snap is not None else None,
+        "metadata": pickle.dumps(tbl.metadata),
+        "io": dict(tbl.io.properties),
+        "row_filter": pickle.dumps(row_filter),
+        "columns": columns,
+    }
+    log.info(
+        "iceberg read plan: %s snapshot %s, %d files (%s bytes), window %s..%s",
+        table,
+        plan.iceberg["snapshot_id"],
+        plan.n_files,
+        f"{plan.bytes_read:,}",
+        start,
+        end,
+    )
+    return plan
+
+
+def _read_iceberg_task(task_bytes: bytes, iceberg: dict) -> pa.Table:
+    """One planned Iceberg data file, the row filter applied (PyIceberg's reader: deletes honoured)."""
+    from pyiceberg.io import load_file_io
+    from pyiceberg.io.pyarrow import ArrowScan
+
+    metadata = pickle.loads(iceberg["metadata"])
+    io = load_file_io(iceberg["io"], metadata.location)
+    schema = metadata.schema().select(*iceberg["columns"])
+    scan = ArrowScan(metadata, io, schema, pickle.loads(iceberg["row_filter"]))
+    return scan.to_table([pickle.loads(task_bytes)])
+
+
 def _row_issues(ts: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """(timestamps as datetime64[ns] with NaT where unusable, per-row issue code or '').
 
@@ -224,8 +319,10 @@ def read_files(
     start: pd.Timestamp,
     end: pd.Timestamp,
     universe: list[str] | None,
+    iceberg: dict | None = None,
 ) -> pa.Table:
-    """Read the planned row groups of a batch of files (columns ``path, rank, row_groups``), keep the rows
+    """Read the planned row groups of a batch of files (columns ``path, rank, row_groups``; for an Iceberg
+    input ``task``, read through PyIceberg with the plan's ``iceberg`` settings), keep the rows
     in [start, end] and the universe, and tag each row with ``_ord`` = (file rank, row) delivery order.
 
     Rows that cannot be placed are kept for quarantine, never dropped silently: a row without a symbol
@@ -236,9 +333,12 @@ def read_files(
     lo, hi = np.datetime64(start, "ns"), np.datetime64(end, "ns")
     wanted = pa.array(universe, pa.string()) if universe is not None else None
     out = []
-    for path, rank, rgs in zip(batch["path"], batch["rank"], batch["row_groups"], strict=True):
+    tasks = batch["task"] if iceberg is not None else [None] * len(batch["path"])
+    for path, rank, rgs, task in zip(batch["path"], batch["rank"], batch["row_groups"], tasks, strict=True):
 
-        def go(path=path, rgs=rgs):
+        def go(path=path, rgs=rgs, task=task):
+            if task is not None:
+                return _read_iceberg_task(task, iceberg)
             with fs.open(path, "rb") as f:
                 pf = pq.ParquetFile(f)
                 cols = [c for c in BAR_COLUMNS if c in pf.schema_arrow.names]

@@ -41,6 +41,7 @@ INTEGRATION_FIXTURES = frozenset(
         "prefect_server",
         "moto_s3",
         "seaweed_s3",
+        "postgres_url",
         "s3",
         "url",
         "client",
@@ -237,3 +238,72 @@ def _wait_until(probe, proc: subprocess.Popen, timeout_s: float) -> bool:
         except Exception:  # noqa: BLE001 - still starting
             time.sleep(0.3)
     return False
+
+
+def _postgres_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+    return str(versions[0]) if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server (Debian's ``postgresql`` package; ``.ci/run`` installs it) in a fresh data
+    directory on a free loopback port, trust auth for user ``kronos``; yields the SQLAlchemy URL of its
+    ``postgres`` database. As root, the server runs as the ``postgres`` user (initdb refuses root)."""
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg2")
+    import tempfile
+
+    # not under pytest's tmp dirs: they are private to this user, and the server may run as another one
+    root = Path(tempfile.mkdtemp(prefix="kronos-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        for p in (root, sock):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-U", "kronos", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    for attempt in range(3):
+        port = free_port()
+        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+        proc = subprocess.run(
+            [
+                *as_user,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-o",
+                opts,
+                "-l",
+                str(root / "pg.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode == 0:
+            break
+        if attempt == 2:
+            log = (root / "pg.log").read_text() if (root / "pg.log").exists() else ""
+            pytest.fail(f"PostgreSQL did not start: {proc.stderr}\n{log[-2000:]}")
+    try:
+        yield f"postgresql+psycopg2://kronos@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

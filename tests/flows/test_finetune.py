@@ -10,7 +10,6 @@ import math
 import os
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from kronos_core import MarketCalendar
@@ -194,10 +193,15 @@ def test_finetune_promotes_a_better_candidate_and_the_nightly_uses_it(
         assert Artifact.get(KEYS[key]).type == kind
     assert "Promoted" in str(Artifact.get(KEYS["finetune_decision"]).data)
     # both backtests ran on the same cutoffs, written under the run
+    from flows.store import read_scorecard
+    from pipeline.tables import warehouse
+
     for who in ("incumbent", "candidate"):
-        card = pd.read_parquet(
-            Path(out["candidate"]) / "backtest" / who / "scorecard" / "backtest_scorecard.parquet"
-        )
+        where = out["backtests"][who]
+        assert where["warehouse"] == str(Path(out["candidate"]) / "backtest" / who)
+        namespace = where["scorecard_table"].split(".")[0]
+        assert namespace.startswith("finetune_") and namespace.endswith(who)  # never the nightly's tables
+        card = read_scorecard(warehouse(where["warehouse"], {"namespace": namespace}))
         assert sorted(card["as_of"].astype(str).unique()) == out["backtest_cutoffs"]
 
     # the nightly with model_pointer forecasts with the promoted model; its rows carry the lineage
@@ -211,7 +215,10 @@ def test_finetune_promotes_a_better_candidate_and_the_nightly_uses_it(
         )
     )
     assert night["model"] == ptr.model
-    fc = pd.read_parquet(night["forecast_partition"])
+    from pipeline import read
+
+    fc = read(warehouse(str(tmp_path / "nightly")), "forecasts", "2024-06-28", ptr.model)
+    assert len(fc) and set(fc["run_id"]) == {night["run_id"]}
     assert (fc["training_run"] == out["run_id"]).all() and (fc["base_model"] == "random:test").all()
 
     # a second run starts from the promoted model; demanding a 99 % CRPS gain, it keeps the incumbent

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-import pandas as pd
 import pytest
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -52,9 +51,14 @@ def test_nightly_twice_scores_the_matured_run(prefect_harness, ray_local, small_
     import asyncio
 
     assert asyncio.run(run_name()) == "nightly-2024-06-20"
-    assert first["scorecard_rows"] == 0 and os.path.exists(first["forecast_partition"])
-    second = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 28)))
-    card = pd.read_parquet(second["scorecard"])
+    assert first["scorecard_rows"] == 0 and first["snapshot_id"] is not None
+    assert first["forecasts_table"] == "kronos.forecasts" and first["warehouse"] == str(tmp_path)
+    second_params = _params(small_market, tmp_path, dt.date(2024, 6, 28))
+    second = nightly_forecast(second_params)
+    from flows.store import read_scorecard
+
+    card = read_scorecard(second_params.warehouse())
+    assert second["scorecard_table"] == "kronos.scorecard"
     assert set(card["method"]) == {"kronos", "bootstrap_rw", "naive_last", "naive_drift"}
     assert set(card["as_of"].astype(str)) == {"2024-06-20"} and second["scorecard_rows"] == 4
     assert (card["n_assets"] > 20).all() and card["mae"].notna().all()
@@ -67,15 +71,23 @@ def test_nightly_twice_scores_the_matured_run(prefect_harness, ray_local, small_
     assert summary.type == "table" and "2024-06-28" in str(summary.data)
     assert _artifact(KEYS["chart"]).type == "image"
     assert str(_artifact(KEYS["chart"]).data).startswith("data:image/png;base64,")
-    assert "2024-06-28" in str(_artifact(KEYS["partition"]).data)  # link artifacts are stored as markdown
     assert "naive_drift" in str(_artifact(KEYS["scorecard"]).data)
     assert "Scorecard over time" in str(_artifact(KEYS["outputs"]).data)
-    assert "CRPS skill vs the bootstrap random walk, per horizon" in str(_artifact(KEYS["outputs"]).data)
+    outputs = str(_artifact(KEYS["outputs"]).data)
+    assert "CRPS skill vs the bootstrap random walk, per horizon" in outputs
+    assert f"snapshot `{second['snapshot_id']}`" in outputs and "read(wh, 'forecasts'" in outputs
     assert _artifact(KEYS["scorecard_chart"]).type == "image"
 
     # a third night re-runs the same cutoff: the partition is replaced and nothing is scored twice
     third = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 28)))
     assert third["scorecard_rows"] == 4
+    from pipeline import list_runs, read
+
+    wh = second_params.warehouse()
+    now = read(wh, "forecasts", "2024-06-28", TINY["model"])
+    assert set(now["run_id"]) == {third["run_id"]}
+    assert list_runs(wh)["run_id"].tolist() == [first["run_id"], second["run_id"], third["run_id"]]
+    assert len(read(wh, "scorecard")) == 4  # the scorecard table: one partition, 4 methods
 
 
 def test_missing_delivery_fails_fast_with_a_message(prefect_harness, ray_local, small_market, tmp_path):
@@ -98,7 +110,7 @@ def test_missing_delivery_fails_fast_with_a_message(prefect_harness, ray_local, 
 
     check = [t for t in asyncio.run(task_runs()) if t.name.startswith("check-input")]
     assert len(check) == 1 and check[0].run_count == 1  # a missing delivery is not retried with backoff
-    assert not os.path.exists(tmp_path / "forecasts")
+    assert not os.path.exists(tmp_path / "kronos") and not os.path.exists(tmp_path / "catalog.db")
 
 
 def test_backtest_scores_every_cutoff(prefect_harness, ray_local, small_market, tmp_path):
@@ -111,10 +123,13 @@ def test_backtest_scores_every_cutoff(prefect_harness, ray_local, small_market, 
     other = {"model": "random:test:1", "tokenizer": "random:test:1"}
     out = backtest(BacktestParams(job=job, n_cutoffs=2, every=5, compare=[other]))
     assert len(out["cutoffs"]) == 2 and out["cutoffs"][-1] == "2024-06-21"  # 5 realised sessions after it
-    card = pd.read_parquet(out["scorecard"])
+    from flows.store import read_scorecard
+
+    card = read_scorecard(job.warehouse())
+    assert out["scorecard_table"] == "kronos.scorecard"
     assert card.groupby("as_of").size().tolist() == [8, 8]  # 2 models x 4 methods
     models = sorted(card["model"].unique())
-    assert len(models) == 2 and len(out["partitions"]) == 4
+    assert len(models) == 2 and len(out["runs"]) == 4 and all(r["snapshot_id"] for r in out["runs"])
     methods = {(r["model"], r["method"]) for r in out["mean"]}
     assert methods == {
         (m, k) for m in models for k in ("kronos", "bootstrap_rw", "naive_last", "naive_drift")
@@ -138,8 +153,10 @@ def test_backtest_with_the_real_job(prefect_harness, ray_local, small_market, tm
     from flows.params import BacktestParams
 
     job = _params(small_market, tmp_path, None, chart_assets=0, sampling={"sample_count": 4})
-    out = backtest(BacktestParams(job=job, cutoffs=["2024-06-14", "2024-06-21"]))
-    card = pd.read_parquet(out["scorecard"])
+    backtest(BacktestParams(job=job, cutoffs=["2024-06-14", "2024-06-21"]))
+    from flows.store import read_scorecard
+
+    card = read_scorecard(job.warehouse())
     assert sorted(card["as_of"].astype(str).unique()) == ["2024-06-14", "2024-06-21"]
     k = card[card["method"] == "kronos"]
     assert (k["n_assets"] >= 25).all() and k["crps"].notna().all() and k["coverage"].between(0, 1).all()

@@ -1,6 +1,6 @@
 """The flows' own reads and writes on S3 (moto server on loopback): freshness probe, realised bars,
-partition discovery through manifests, the scorecard and the chart file. The slow test runs the nightly flow
-with the real job end to end on S3."""
+the Iceberg scorecard table and its partitions (the catalog a SQLite file on this machine, the warehouse on
+S3), and the chart file. The slow test runs the nightly flow with the real job end to end on S3."""
 
 from __future__ import annotations
 
@@ -44,9 +44,10 @@ def s3(tmp_path_factory):
     server.stop()
 
 
-def test_store_on_s3(s3):
+def test_store_on_s3(s3, tmp_path):
     from flows import store
     from flows.scoring import SCORECARD_COLUMNS
+    from pipeline.tables import warehouse
 
     storage, market = s3
     present, last = store.input_status(market.url, "date", dt.date(2024, 6, 28), storage)
@@ -63,18 +64,23 @@ def test_store_on_s3(s3):
             | {"as_of": dt.date(2024, 6, 21), "method": "kronos", "model": "m", "mae": 1.5}
         ]
     )
-    url = store.write_scorecard("s3://flows-bkt/out", card, storage)
-    assert url == "s3://flows-bkt/out/scorecard/scorecard.parquet"
-    back = store.read_scorecard("s3://flows-bkt/out", storage)
-    assert back["mae"].tolist() == [1.5] and str(back["as_of"].iloc[0]) == "2024-06-21"
+    card["scored_at"] = pd.Timestamp("2024-06-28 22:00", tz="UTC")
+    card["crps_by_step"] = [[1.0, 2.0]]
+    wh = warehouse("s3://flows-bkt/out", {"properties": {"uri": f"sqlite:///{tmp_path}/c.db"}}, storage)
+    assert len(store.write_scorecard(wh, card, source="test")) == 1
+    again = card.assign(mae=2.5)
+    store.write_scorecard(wh, again, source="test")  # a re-scored cutoff replaces its rows
+    back = store.read_scorecard(wh)
+    assert back["mae"].tolist() == [2.5] and str(back["as_of"].iloc[0]) == "2024-06-21"
+    assert back["crps_by_step"].iloc[0] == [1.0, 2.0]
     assert store.write_bytes(
         "s3://flows-bkt/out/charts/as_of=2024-06-28/fan_chart.png", b"\x89PNG", storage
     ).startswith("s3://")
-    assert store.forecast_partitions("s3://flows-bkt/out", storage) == {}
+    assert store.forecast_partitions(wh) == []
 
 
 @pytest.mark.slow
-def test_nightly_flow_with_real_job_on_s3(s3, prefect_harness, ray_local):
+def test_nightly_flow_with_real_job_on_s3(s3, prefect_harness, ray_local, tmp_path):
     from flows import store
     from flows.nightly import nightly_forecast
     from flows.params import NightlyParams
@@ -90,10 +96,12 @@ def test_nightly_flow_with_real_job_on_s3(s3, prefect_harness, ray_local):
         sampling={"sample_count": 4},
         chart_assets=2,
         model={"model": "random:test", "tokenizer": "random:test"},
+        catalog={"properties": {"uri": f"sqlite:///{tmp_path}/catalog.db"}},
     )
     nightly_forecast(NightlyParams(as_of="2024-06-24", **common))
-    out = nightly_forecast(NightlyParams(as_of="2024-06-28", **common))
-    assert out["forecast_partition"].startswith("s3://flows-bkt/nightly/forecasts/")
+    params = NightlyParams(as_of="2024-06-28", **common)
+    out = nightly_forecast(params)
+    assert out["warehouse"] == "s3://flows-bkt/nightly" and out["snapshot_id"] is not None
     assert out["scorecard_rows"] == 4  # 2024-06-24 + 3 sessions has matured by 2024-06-28: 4 methods
-    parts = store.forecast_partitions("s3://flows-bkt/nightly", storage)
+    parts = store.forecast_partitions(params.warehouse())
     assert {d for d, _ in parts} == {dt.date(2024, 6, 24), dt.date(2024, 6, 28)}

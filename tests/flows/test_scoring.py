@@ -239,9 +239,14 @@ def test_scorecard_round_trip_with_old_rows(tmp_path):
     new = score_cutoff(_forecast(["A"], as_of, {"A": [103.0, 104.0]}), bars, as_of, [0.1, 0.5, 0.9])
     old = new.drop(columns=["crps_by_step", "pinball", "crps_skill"]).assign(as_of=pd.Timestamp("2024-01-01"))
     card = pd.concat([old, new], ignore_index=True)
-    store.write_scorecard(str(tmp_path), card)
-    back = store.read_scorecard(str(tmp_path))
+    from pipeline.tables import warehouse
+
+    wh = warehouse(str(tmp_path))
+    assert len(store.write_scorecard(wh, card, source="test")) == 2  # one commit per scored cutoff
+    back = store.read_scorecard(wh)
     assert len(back) == len(card) and back["crps_by_step"].isna().sum() == len(old)
-    assert list(back["crps_by_step"].iloc[-1]) == pytest.approx(list(new["crps_by_step"].iloc[-1]))
+    got = back[back["as_of"] == new["as_of"].iloc[-1]].set_index("method")["crps_by_step"]
+    for method, steps in new.set_index("method")["crps_by_step"].items():
+        assert list(got[method]) == pytest.approx(list(steps))
     cells = frame_rows(back)  # the artifact table: lists become one compact text cell
     assert isinstance(cells[-1]["crps_by_step"], str) and "," in cells[-1]["crps_by_step"]

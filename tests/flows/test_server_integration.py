@@ -187,26 +187,24 @@ def test_ui_style_custom_run_against_real_server(prefect_server, small_market, t
                     )
 
             arts = {a.key: a for a in asyncio.run(artifacts()) if a.key}
-        for key in ("summary", "rejected", "partition", "manifest", "chart", "outputs"):
+        for key in ("summary", "rejected", "chart", "outputs"):
             assert KEYS[key] in arts, f"missing artifact {KEYS[key]}; have {sorted(arts)}"
         assert arts[KEYS["chart"]].type == "image" and arts[KEYS["chart"]].data.startswith("data:image/png")
         assert "2024-06-28" in str(arts[KEYS["summary"]].data)
 
-        from pipeline.commit import partition_path
+        from pipeline import list_runs, read, run_record, warehouse
 
-        part = Path(partition_path(out_url, "forecasts", pd.Timestamp("2024-06-28"), "random:test"))
-        assert (part / "_SUCCESS").exists() and (part / "_manifest.json").exists()
-        from flows.store import read_forecasts
-
-        rows = read_forecasts(str(part))
+        wh = warehouse(out_url)
+        rows = read(wh, "forecasts", "2024-06-28", "random:test")
+        assert len(list_runs(wh)) == 1 and set(rows["run_id"]) == set(list_runs(wh)["run_id"])
         healthy = set(small_market.symbols[:24]) - set(small_market.broken)
         assert (
             set(rows["symbol"]) <= set(small_market.symbols[:24])
             and len(set(rows["symbol"])) >= len(healthy) - 1
         )
         assert rows.groupby("symbol")["step"].max().eq(3).all()  # the custom pred_len reached the job
-        manifest = __import__("json").loads((part / "_manifest.json").read_text())
-        assert manifest["config"]["model"]["cache"] == "rolling"  # so did a nested model setting
+        record = run_record(wh, rows["run_id"].iloc[0])
+        assert record["config"]["model"]["cache"] == "rolling"  # so did a nested model setting
         assert {"close_q10", "close_q50", "close_q90", "p_up"} <= set(rows.columns)
         assert pd.Timestamp(rows["as_of"].iloc[0]).date() == dt.date(2024, 6, 28)
         assert (Path(out_url) / "charts" / "as_of=2024-06-28" / "fan_chart.png").exists()

@@ -106,8 +106,11 @@ def test_run_summary_to_dict():
         "wall_s",
         "series_per_s",
         "output_url",
-        "manifest_url",
-        "rejected_url",
+        "catalog",
+        "forecasts_table",
+        "snapshot_id",
+        "rejected_table",
+        "rejected_snapshot_id",
         "bytes_read",
     ):
         assert k in d

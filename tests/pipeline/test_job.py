@@ -1,7 +1,6 @@
 """The whole job on local Ray and a local folder: quarantine, no look-ahead, partition replacement,
 determinism, and exactly-once forecasts after a forecast actor is killed mid-job."""
 
-import json
 import os
 from pathlib import Path
 
@@ -9,14 +8,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import run_job
-from pipeline.commit import partition_path, read_partition
+from pipeline import run_job, warehouse
+from pipeline import tables as T
 from pipeline.forecast import ForecastActor
 
-from .conftest import AS_OF, job_config, snapshot
+from .conftest import AS_OF, job_config
 
 pytestmark = pytest.mark.timeout(300)
 MODEL = "random:test"
+
+
+def read_partition(out: str, table: str, as_of, model: str = MODEL):
+    return T.read(warehouse(out), table, as_of, model)
+
+
+def partition_files(out: str, as_of) -> dict[str, tuple[float, int]]:
+    """The data files of the forecasts partition (as_of, MODEL), with mtime and size."""
+    tbl = warehouse(out).load("forecasts")
+    found = {}
+    for task in tbl.scan(row_filter=T._partition_filter("forecasts", as_of, T.model_key(MODEL))).plan_files():
+        p = task.file.file_path.removeprefix("file://")
+        found[p] = (os.path.getmtime(p), os.path.getsize(p))
+    return found
 
 
 def dying_actor(marker: str) -> type:
@@ -47,7 +60,7 @@ def runs(ray_local, market, tmp_path_factory):
     first = run_job(job_config(market.url, out))
     first_rows = read_partition(out, "forecasts", AS_OF, MODEL)
     earlier = run_job(job_config(market.url, out, as_of="2024-06-20"))
-    other_before = snapshot(partition_path(out, "forecasts", "2024-06-20", MODEL))
+    other_before = partition_files(out, "2024-06-20")
     marker = str(tmp_path_factory.mktemp("fault") / "killed")
     again = run_job(
         job_config(market.url, out, compute={"concurrency": 2, "batch_size": 5}),
@@ -135,10 +148,9 @@ def test_no_look_ahead_and_calendar_future(runs, market):
     np.testing.assert_allclose(last.to_numpy(), at.loc[last.index].to_numpy())
     steps = fc[fc["symbol"] == fc["symbol"].iloc[0]].sort_values("step")["timestamp"].dt.strftime("%m-%d")
     assert list(steps) == ["06-21", "06-24", "06-25", "06-26"]  # weekend skipped
-    m = json.loads(
-        Path(partition_path(runs["out"], "forecasts", "2024-06-20", MODEL), "_manifest.json").read_text()
-    )
+    m = T.run_record(warehouse(runs["out"]), runs["earlier"].run_id)
     assert max(f["path"].split("date=")[1][:10] for f in m["input"]["files"]) == "2024-06-20"
+    assert m["config"]["as_of"].startswith("2024-06-20") and m["counts"]["assets_forecast"] > 0
 
 
 def test_rerun_replaces_only_its_partition_after_actor_kill(runs):
@@ -146,19 +158,23 @@ def test_rerun_replaces_only_its_partition_after_actor_kill(runs):
     again = runs["again"]
     n_ok = 30 - len(runs["market_broken"])
     assert again.assets_forecast == n_ok and again.rows_written == n_ok * 4
-    part = partition_path(runs["out"], "forecasts", AS_OF, MODEL)
-    assert json.loads(Path(part, "_manifest.json").read_text())["run_id"] == again.run_id
-    assert Path(os.path.join(part, "_SUCCESS")).read_text() == again.run_id
+    wh = warehouse(runs["out"])
+    assert T.run_record(wh, again.run_id)["snapshot_id"] == again.snapshot_id
+    assert wh.load("forecasts").current_snapshot().snapshot_id == again.snapshot_id
     fc = read_partition(runs["out"], "forecasts", AS_OF, MODEL)
     assert len(fc) == n_ok * 4 and not fc.duplicated(["symbol", "step"]).any()  # exactly once
-    assert snapshot(partition_path(runs["out"], "forecasts", "2024-06-20", MODEL)) == runs["other_before"]
+    assert set(fc["run_id"]) == {again.run_id}
+    assert partition_files(runs["out"], "2024-06-20") == runs["other_before"]  # untouched
     # same seed, same asset -> same forecast, whatever the batching, actor count or retry
     cols = ["symbol", "step", "close", "close_q50", "p_up"]
     a = runs["first_rows"][cols].sort_values(["symbol", "step"]).reset_index(drop=True)
     b = fc[cols].sort_values(["symbol", "step"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
-    hive = pd.read_parquet(os.path.join(runs["out"], "forecasts"))
-    assert len(hive) == n_ok * 4 + runs["earlier"].rows_written  # plain hive readers see committed rows only
+    everything = T.read(wh, "forecasts")
+    assert len(everything) == n_ok * 4 + runs["earlier"].rows_written
+    # the first run's partition is still there for audit, as the first run left it
+    then = T.read(wh, "forecasts", AS_OF, MODEL, run_id=runs["first"].run_id)
+    assert set(then["run_id"]) == {runs["first"].run_id} and len(then) == n_ok * 4
 
 
 def test_universe_file_missing_symbol_and_empty_symbol_are_reported(ray_local, tmp_path):
@@ -203,9 +219,7 @@ def test_intraday_hkex_job_lunch_break_and_holiday(ray_local, tmp_path):
         end="2024-06-28",
     )
     s = run_job(job_config(m.url, str(tmp_path / "out"), as_of="2024-06-28 16:00", calendar=cal, pred_len=6))
-    assert s.assets_forecast == 4 and s.output_url.endswith(
-        "as_of_tag=2024-06-28T16-00-00/model_tag=random-test"
-    )
+    assert s.assets_forecast == 4 and s.model == "random:test:0" and s.snapshot_id is not None
     fc = read_partition(str(tmp_path / "out"), "forecasts", "2024-06-28 16:00", MODEL)
     stamps = fc[fc["symbol"] == "S0000"].sort_values("step")["timestamp"].dt.strftime("%m-%d %H:%M").tolist()
     assert stamps == [

@@ -1,15 +1,14 @@
-"""The job and the commit protocol against real S3 protocol servers on 127.0.0.1, through s3fs:
-moto's server (fast tier) and SeaweedFS (one end-to-end job)."""
+"""The job and the Iceberg tables against real S3 protocol servers on 127.0.0.1, through s3fs: moto's server
+(fast tier) and SeaweedFS (one end-to-end job). The catalog is a SQLite file on this machine."""
 
-import json
+import datetime as dt
 
-import pandas as pd
 import pyarrow as pa
 import pytest
 
 from pipeline import run_job, write_synthetic_market
-from pipeline.commit import PartitionLockedError, commit_partition, read_partition, write_staged
-from pipeline.storage import StorageError, filesystem, join
+from pipeline import tables as T
+from pipeline.storage import filesystem
 
 from .conftest import AS_OF, job_config
 
@@ -17,36 +16,33 @@ pytestmark = pytest.mark.timeout(300)
 MODEL = "random:test"
 
 
-def assert_published(fs, out_url, summary, n_forecast):
-    part = summary.output_url.removeprefix("s3://")
-    names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(part, detail=False))
-    assert names[:2] == ["_SUCCESS", "_manifest.json"] and len(names) == 3
-    m = json.loads(fs.cat_file(join(part, "_manifest.json")))
-    assert m["run_id"] == summary.run_id and m["rows"] == n_forecast * 4
-    root = out_url.removeprefix("s3://")
-    staging = join(root, "_staging", summary.run_id)
-    # no staged file is left (SeaweedFS may keep an empty directory entry for the prefix)
-    assert not fs.exists(staging) or not [k for k in fs.find(staging) if k.endswith(".parquet")]
-    # no zero-byte directory markers: pandas/s3fs readers can read the tables
-    keys = fs.find(root)
+def catalog(tmp_path) -> dict:
+    return {"properties": {"uri": f"sqlite:///{tmp_path / 'catalog.db'}"}}
+
+
+def assert_published(fs, out_url: str, wh, summary, n_forecast: int) -> None:
+    fc = T.read(wh, "forecasts", AS_OF, MODEL)
+    assert set(fc["run_id"]) == {summary.run_id} and len(fc) == n_forecast * 4
+    assert T.run_record(wh, summary.run_id)["snapshot_id"] == summary.snapshot_id
+    keys = fs.find(out_url.removeprefix("s3://"))
+    assert any(k.endswith(".parquet") for k in keys) and any(k.endswith(".metadata.json") for k in keys)
+    # no zero-byte directory markers: pandas/s3fs readers can list the warehouse
     assert all(not k.endswith("/") for k in keys)
 
 
-def test_job_on_moto_s3(ray_local, moto_s3):
-    storage, endpoint = moto_s3
+def test_job_on_moto_s3(ray_local, moto_s3, tmp_path):
+    storage, _ = moto_s3
     m = write_synthetic_market(
         "s3://bkt/moto/bars", n_symbols=16, n_bars=60, end=AS_OF, storage=storage, seed=5
     )
     out = "s3://bkt/moto/out"
-    s = run_job(job_config(m.url, out, storage=storage.model_dump()))
+    s = run_job(job_config(m.url, out, storage=storage.model_dump(), output={"catalog": catalog(tmp_path)}))
     n_ok = len(m.healthy)
     assert s.assets_read == 16 and s.assets_rejected == len(m.broken) and s.assets_forecast == n_ok
-    fs = filesystem(out, storage)
-    assert_published(fs, out, s, n_ok)
-    fc = read_partition(out, "forecasts", AS_OF, MODEL, storage)
-    assert sorted(fc["symbol"].unique()) == m.healthy and len(fc) == n_ok * 4
-    opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}}
-    assert len(pd.read_parquet("s3://bkt/moto/out/forecasts", storage_options=opts)) == n_ok * 4
+    wh = T.warehouse(out, catalog(tmp_path), storage)
+    assert_published(filesystem(out, storage), out, wh, s, n_ok)
+    fc = T.read(wh, "forecasts", AS_OF, MODEL)
+    assert sorted(fc["symbol"].unique()) == m.healthy
 
 
 def test_credentials_from_aws_environment(moto_s3, monkeypatch):
@@ -63,50 +59,75 @@ def test_credentials_from_aws_environment(moto_s3, monkeypatch):
     assert fs.cat_file("bkt/env/hello") == b"hi"
 
 
-def test_lock_and_permanent_error_on_s3(moto_s3):
+def test_tables_and_maintenance_on_s3(moto_s3, tmp_path):
     storage, _ = moto_s3
-    root = "s3://bkt/locks"
-    rec = write_staged(pa.table({"symbol": ["A"], "v": [1.0]}), root, storage, "r1", "forecasts").to_pylist()
-    commit_partition(root, storage, "r1", AS_OF, MODEL, {"forecasts": rec}, {"forecasts": None}, {})
-    fs = filesystem(root, storage)
-    lock = "bkt/locks/_locks/as_of_tag=2024-06-28/model_tag=random-test/LOCK"
-    fs.pipe_file(
-        lock, json.dumps({"run_id": "other", "since": pd.Timestamp.now(tz="UTC").isoformat()}).encode()
+    wh = T.warehouse("s3://bkt/tables", catalog(tmp_path), storage)
+
+    def rows(run_id, v):
+        return pa.table(
+            {
+                "symbol": ["A", "B"],
+                "as_of": pa.array([dt.datetime(2024, 6, 28)] * 2, pa.timestamp("us")),
+                "model": ["m", "m"],
+                "step": pa.array([1, 1], pa.int32()),
+                "v": [v, v],
+                "run_id": [run_id] * 2,
+            }
+        )
+
+    for run_id, v in (("r1", 1.0), ("r2", 2.0)):
+        T.publish(wh, "forecasts", rows(run_id, v), AS_OF, "m", {"run_id": run_id})
+    assert T.read(wh, "forecasts")["v"].tolist() == [2.0, 2.0]
+    assert T.read(wh, "forecasts", run_id="r1")["v"].tolist() == [1.0, 1.0]
+    tbl = wh.load("forecasts")
+    later = dt.datetime.now() + dt.timedelta(seconds=1)
+    assert len(T.expire_snapshots(tbl, later)) == 2  # r1's and r2's delete snapshot; r2's append stays
+    removed = T.remove_orphan_files(wh, tbl, older_than=later)
+    assert [p for p in removed if p.endswith(".parquet")] and all(
+        p.startswith("bkt/tables/") for p in removed
     )
-    rec2 = write_staged(pa.table({"symbol": ["A"], "v": [2.0]}), root, storage, "r2", "forecasts").to_pylist()
-    with pytest.raises(PartitionLockedError, match="run 'other'"):
-        commit_partition(root, storage, "r2", AS_OF, MODEL, {"forecasts": rec2}, {"forecasts": "r1"}, {})
-    assert read_partition(root, "forecasts", AS_OF, MODEL, storage)["v"].tolist() == [1.0]
-    fs.rm(lock)
-    # a permanent error (no such bucket) fails at once with the URL in the message
-    with pytest.raises(StorageError, match="s3://no-such-bucket"):
-        write_staged(pa.table({"v": [1.0]}), "s3://no-such-bucket/out", storage, "r3", "forecasts")
+    assert T.read(wh, "forecasts")["v"].tolist() == [2.0, 2.0]
+    # a permanent error (no such bucket) fails with the bucket in the message
+    bad = T.warehouse("s3://no-such-bucket/out", catalog(tmp_path / "x"), storage)
+    (tmp_path / "x").mkdir()
+    with pytest.raises(Exception, match="no-such-bucket"):
+        T.publish(bad, "forecasts", rows("r3", 3.0), AS_OF, "m", {"run_id": "r3"})
 
 
 def test_job_permanent_error_publishes_nothing(ray_local, moto_s3, market, tmp_path):
     storage, _ = moto_s3
-    cfg = job_config(market.url, "s3://no-such-bucket/out", storage=storage.model_dump())
+    cfg = job_config(
+        market.url,
+        "s3://no-such-bucket/out",
+        storage=storage.model_dump(),
+        output={"catalog": catalog(tmp_path)},
+    )
     with pytest.raises(Exception, match="no-such-bucket"):
         run_job(cfg)
 
 
+def test_s3_output_without_a_catalog_is_refused_before_any_work(market):
+    with pytest.raises(ValueError, match="s3:// warehouse.*output.catalog.properties"):
+        run_job(job_config(market.url, "s3://bkt/no-catalog"))
+
+
 @pytest.mark.slow  # ~40 s: a second real S3 server end to end (moto covers the default tier)
 @pytest.mark.timeout(400)
-def test_job_end_to_end_on_seaweedfs(ray_local, seaweed_s3):
+def test_job_end_to_end_on_seaweedfs(ray_local, seaweed_s3, tmp_path):
     storage, endpoint = seaweed_s3
     m = write_synthetic_market(
         "s3://bkt/sw/bars", n_symbols=15, n_bars=60, end=AS_OF, storage=storage, seed=9
     )
     out = "s3://bkt/sw/out"
-    first = run_job(job_config(m.url, out, storage=storage.model_dump()))
+    over = dict(storage=storage.model_dump(), output={"catalog": catalog(tmp_path)})
+    first = run_job(job_config(m.url, out, **over))
     assert first.assets_forecast == 4 and first.assets_rejected == len(m.broken) == 11
-    again = run_job(job_config(m.url, out, storage=storage.model_dump()))  # replaces the partition
-    fs = filesystem(out, storage)
-    assert_published(fs, out, again, 4)
-    fc = read_partition(out, "forecasts", AS_OF, MODEL, storage)
-    assert (fc["run_id"] == again.run_id).all() and len(fc) == 16
-    rej = read_partition(out, "rejected", AS_OF, MODEL, storage)
+    again = run_job(job_config(m.url, out, **over))  # replaces the partition
+    wh = T.warehouse(out, catalog(tmp_path), storage)
+    assert_published(filesystem(out, storage), out, wh, again, 4)
+    rej = T.read(wh, "rejected", AS_OF, MODEL)
     assert dict(zip(rej["symbol"], rej["reject_reason"], strict=True)) == m.broken
+    assert T.list_runs(wh)["run_id"].tolist() == [first.run_id, again.run_id]
 
 
 @pytest.mark.integration  # a real S3 server (moto, in a thread) without a fixture

@@ -69,4 +69,5 @@ def test_cli_runs_a_job(market, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout[r.stdout.index("{") :])
     assert out["assets_forecast"] == len(market.healthy)
-    assert out["output_url"].endswith("as_of_tag=2024-06-28/model_tag=random-test")
+    assert out["forecasts_table"] == "kronos.forecasts" and out["snapshot_id"] is not None
+    assert out["model"] == "random:test:0"

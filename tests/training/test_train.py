@@ -12,8 +12,7 @@ import torch
 
 from kronos_core import KronosPredictor
 from kronos_core.loading import file_sha256
-from pipeline import run_job
-from pipeline.commit import read_partition
+from pipeline import read, run_job, warehouse
 from tests.pipeline.conftest import job_config
 from tests.training.conftest import END, train_config
 from training import TrainConfig, run_training
@@ -90,7 +89,7 @@ def test_output_loads_in_the_batch_job_with_lineage(two_workers, train_market, t
     fc_url = str(tmp_path / "forecasts")
     job = run_job(job_config(train_market.url, fc_url, as_of=END, model=model, lookback=24))
     assert job.assets_forecast == 16 and job.assets_rejected == 0
-    fc = read_partition(fc_url, "forecasts", END, str(out / "model"))
+    fc = read(warehouse(fc_url), "forecasts", END, str(out / "model"))
     assert len(fc) == 16 * 4
     assert (fc["base_model"] == "random:test").all() and (fc["training_run"] == s.run_id).all()
     manifest = json.loads((out / MANIFEST).read_text())
