@@ -26,10 +26,11 @@ def test_job_and_racing_runs_with_a_postgresql_catalog(ray_local, market, postgr
     assert set(fc["run_id"]) == {again.run_id} and len(fc) == again.rows_written
     assert T.list_runs(wh)["run_id"].tolist() == [first.run_id, again.run_id]
     assert T.run_record(wh, first.run_id)["counts"]["assets_forecast"] == first.assets_forecast
-    # the same catalog seen from a fresh process: PyIceberg's own loader, no project code
+    # the same catalog through PyIceberg's own loader, no project code (a SQL catalog scopes its tables by
+    # the catalog name: "kronos", output.catalog.name)
     from pyiceberg.catalog import load_catalog
 
-    tbl = load_catalog("other", type="sql", uri=postgres_url).load_table("nightly.forecasts")
+    tbl = load_catalog("kronos", type="sql", uri=postgres_url).load_table("nightly.forecasts")
     assert tbl.scan().to_arrow().num_rows == again.rows_written
     # four processes committing at once through PostgreSQL: never a mixed partition
     racing_processes(tmp_path / "race", catalog={"properties": {"type": "sql", "uri": postgres_url}})
