@@ -332,6 +332,7 @@ class RunSummary:
     reject_reasons: dict[str, int] = field(default_factory=dict)
     forecast_flags: dict[str, int] = field(default_factory=dict)
     assets_lagged: int = 0
+    streamed: bool = False  # stages 1-6a ran as one stream (a CPU was free beside the forecast actors)
     stage_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,9 +25,13 @@ log = logging.getLogger(__name__)
 _CLOSE = FIELDS.index("close")
 
 # one row per asset; ``mean`` is (P, 6) and ``close_q`` is (Q, P), flattened row-major, for the pred_len
-# steps after as_of; ``future_timestamps`` are those steps' stamps
+# steps after as_of; ``future_timestamps`` are those steps' stamps. Assets that failed validation pass through
+# (``is_valid`` false, their ``reject_reason``; no forecast), so one stream carries every asset to the end.
 FORECAST_SCHEMA = pa.schema(
     [
+        ("is_valid", pa.bool_()),
+        ("reject_reason", pa.string()),
+        ("last_timestamp", pa.timestamp("ns")),
         ("symbol", pa.string()),
         ("n_bars", pa.int64()),
         ("last_close", pa.float64()),
@@ -84,12 +88,12 @@ class ForecastActor:
         log.info("forecast actor ready (pid %d): %s", os.getpid(), self.info)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        if "is_valid" in batch.column_names:
-            batch = batch.filter(batch["is_valid"])
         rows = batch.to_pylist()
         errors: dict[str, str] = {}
         by_horizon: dict[int, list[Series]] = defaultdict(list)  # lagged assets forecast further ahead
         for r in rows:
+            if not r.get("is_valid", True):
+                continue
             try:
                 s = Series(
                     symbol=r["symbol"],
@@ -112,13 +116,16 @@ class ForecastActor:
             sym = r["symbol"]
             for k in ("symbol", "n_bars", "lag_bars"):
                 out[k].append(r[k])
+            out["is_valid"].append(bool(r.get("is_valid", True)))
+            out["reject_reason"].append(r.get("reject_reason"))
+            out["last_timestamp"].append(r.get("last_timestamp"))
             out["model_info"].append(self.info)
-            if sym in errors:
+            if not out["is_valid"][-1] or sym in errors:
                 for k in ("last_close", "p_up", "p_flat", "flags"):
                     out[k].append(None)
                 for k in ("future_timestamps", "mean", "close_q"):
                     out[k].append([])
-                out["error"].append(errors[sym])
+                out["error"].append(errors.get(sym))
                 continue
             res, i = results[sym]
             keep = slice(-self.pred_len, None)  # the steps after as_of (a lagged asset's first ones dropped)

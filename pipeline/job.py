@@ -24,11 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .config import JobConfig, RunSummary, load_job_config
 from .forecast import ForecastActor
 from .future import future_batch, run_grid, window_start
-from .postprocess import forecast_rows, lineage, rejected_rows
+from .postprocess import forecast_rows, forecast_schema, lineage, rejected_rows
 from .read import ReadPlan, plan_iceberg_read, plan_read, read_files, window_group
 from .tables import (
     Warehouse,
@@ -112,11 +113,16 @@ def _coerce(config) -> JobConfig:
 
 
 def run_job(
-    config: JobConfig | dict | str | Path, progress: bool = False, actor_cls: type = ForecastActor
+    config: JobConfig | dict | str | Path,
+    progress: bool = False,
+    actor_cls: type = ForecastActor,
+    stream: bool | None = None,
 ) -> RunSummary:
     """Run one batch forecast; returns what it did. Raises on a permanent storage error (nothing published).
 
     ``actor_cls`` is the stage-4 callable class (a ``ForecastActor`` subclass; tests inject faults with one).
+    ``stream``: run stages 1-6a as one stream (None: when a CPU is free beside the forecast actors; False:
+    materialise the assets before the actors start, as a barrier).
     """
     import ray
 
@@ -193,14 +199,23 @@ def run_job(
             batch_format="pyarrow",
             fn_kwargs=dict(grid=grid, cal=cal, pred_len=cfg.pred_len, as_of=as_of),
         )
-        assets = ds.materialize()
-        stage_s["read_validate"] = time.perf_counter() - t
-
-        # 4. forecast (actors; the predictor is loaded once per actor)
-        t = time.perf_counter()
         c = cfg.compute
-        # invalid assets are skipped inside the actor: a separate filter task could starve when the
-        # actors hold every CPU (seen with one actor x all CPUs)
+        # Stages 1-6a run as one stream (actors start while the bars are read; rows are written as they are
+        # forecast) when a CPU is left beside the actor pool for the CPU stages; with every CPU held by
+        # actors those stages would wait forever, so the assets are materialised first, as a barrier.
+        spare = float(ray.cluster_resources().get("CPU", 0)) - c.concurrency * c.num_cpus
+        summary.streamed = spare >= 1 if stream is None else bool(stream)
+        assets = ds if summary.streamed else ds.materialize()
+        if not summary.streamed:
+            stage_s["read_validate"] = time.perf_counter() - t
+            log.info("no CPU beside the %d forecast actors: stages 1-3 run first, then 4-6", c.concurrency)
+
+        # the forecasts table exists (schema widened) before the first data file is written
+        run = lineage(run_id, cfg, created_at, code_version())
+        forecasts_tbl = prepare_table(
+            wh, "forecasts", forecast_schema(cfg.output.quantiles, run, cfg.pred_len)
+        )
+        # 4. forecast (actors; the predictor is loaded once per actor; invalid assets pass through)
         fc = assets.map_batches(
             actor_cls,
             batch_size=c.batch_size,
@@ -216,42 +231,29 @@ def run_job(
                 num_threads=max(1, int(c.num_cpus)),
                 storage=storage,
             ),
-        ).materialize()
-        stage_s["forecast"] = time.perf_counter() - t
-
-        # 5. postprocess (CPU) and 6a. write the forecast rows as Iceberg data files (CPU, any worker)
-        t = time.perf_counter()
-        run = lineage(run_id, cfg, created_at, code_version())
-        ok = fc.map_batches(lambda b: b.filter(b["error"].is_null()), batch_format="pyarrow")
-        rows = ok.map_batches(
-            forecast_rows,
+        )
+        # 5. postprocess and 6a. Iceberg data files (CPU, any worker); every asset's metadata comes back
+        out = fc.map_batches(
+            finish_batch,
             batch_format="pyarrow",
-            fn_kwargs=dict(as_of=as_of, quantiles=cfg.output.quantiles, run=run),
-        ).materialize()
-        forecasts_tbl, files = wh.load("forecasts"), []
-        if rows.count():
-            forecasts_tbl = prepare_table(wh, "forecasts", rows.schema().base_schema)
-            written = rows.map_batches(
-                write_data_files,
-                batch_format="pyarrow",
-                batch_size=None,
-                fn_kwargs=dict(
-                    metadata=forecasts_tbl.metadata,
-                    io_properties=forecasts_tbl.io.properties,
-                    table="forecasts",
-                ),
-            ).take_all()
-            files = data_files_of(written)
-        # one small driver-side pass over each materialized dataset's metadata columns
-        meta = assets.select_columns(
-            ["symbol", "n_bars", "is_valid", "reject_reason", "last_timestamp"]
-        ).to_pandas()
-        fc_meta = fc.select_columns(
-            ["symbol", "n_bars", "error", "flags", "lag_bars", "model_info"]
-        ).to_pandas()
+            fn_kwargs=dict(
+                as_of=as_of,
+                quantiles=cfg.output.quantiles,
+                run=run,
+                metadata=forecasts_tbl.metadata,
+                io_properties=forecasts_tbl.io.properties,
+            ),
+        )
+        result = _collect(out)
+        stage_s["forecast_write" if not summary.streamed else "stream"] = time.perf_counter() - t
+        t = time.perf_counter()
+        is_file = result["data_file"].is_valid()
+        files = data_files_of(result.filter(is_file))
+        meta = result.filter(pc.invert(is_file)).select(list(META_COLUMNS)).to_pandas()
+        fc_meta = meta[meta["is_valid"].astype(bool)] if len(meta) else meta
         rejected = _rejected_table(meta, fc_meta, universe, as_of, run, model)
         _check_model(fc_meta, model)
-        stage_s["postprocess_write"] = time.perf_counter() - t
+        stage_s["rejected"] = time.perf_counter() - t
 
         # 6b. commit: per table, the (as_of, model) partition replaced in one snapshot carrying the run record
         t = time.perf_counter()
@@ -283,6 +285,56 @@ def run_job(
         summary.snapshot_id,
     )
     return summary
+
+
+# what the stream brings back to the driver: one row per asset (its metadata) and one per data file written
+META_COLUMNS = {
+    "symbol": pa.string(),
+    "n_bars": pa.int64(),
+    "is_valid": pa.bool_(),
+    "reject_reason": pa.string(),
+    "last_timestamp": pa.timestamp("ns"),
+    "error": pa.string(),
+    "flags": pa.string(),
+    "lag_bars": pa.int64(),
+    "model_info": pa.string(),
+}
+RESULT_SCHEMA = pa.schema([*META_COLUMNS.items(), ("data_file", pa.binary()), ("rows", pa.int64())])
+
+
+def finish_batch(
+    batch: pa.Table, as_of, quantiles: list[float], run: dict, metadata, io_properties: dict
+) -> pa.Table:
+    """Stages 5 and 6a for one batch of forecast actor output: the forecast assets' long rows written as
+    Iceberg data files; returns ``RESULT_SCHEMA`` rows, one per asset (metadata) and one per file."""
+    ok = batch.filter(pc.and_(batch["is_valid"], pc.is_null(batch["error"])))
+    written = (
+        write_data_files(forecast_rows(ok, as_of, quantiles, run), metadata, io_properties, "forecasts")
+        if ok.num_rows
+        else None
+    )
+    n = batch.num_rows
+    assets = {c: batch[c].cast(t) for c, t in META_COLUMNS.items()}
+    assets.update(data_file=pa.nulls(n, pa.binary()), rows=pa.nulls(n, pa.int64()))
+    parts = [pa.table(assets, schema=RESULT_SCHEMA)]
+    if written is not None and written.num_rows:
+        m = written.num_rows
+        file_rows = {c: pa.nulls(m, t) for c, t in META_COLUMNS.items()}
+        file_rows.update(data_file=written["data_file"], rows=written["rows"])
+        parts.append(pa.table(file_rows, schema=RESULT_SCHEMA))
+    return pa.concat_tables(parts)
+
+
+def _collect(ds) -> pa.Table:
+    """Run the stream and bring its (small) result to the driver."""
+    import ray
+
+    blocks = [b for b in ray.get(ds.to_arrow_refs()) if b.num_rows]
+    return (
+        pa.concat_tables([b.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA) for b in blocks])
+        if blocks
+        else (RESULT_SCHEMA.empty_table())
+    )
 
 
 def _check_model(fc_meta: pd.DataFrame, model: str) -> None:

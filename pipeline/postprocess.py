@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from kronos_core import FIELDS, quantile_column
 
-__all__ = ["forecast_rows", "rejected_rows", "lineage", "LINEAGE_TYPES"]
+__all__ = ["forecast_rows", "forecast_schema", "rejected_rows", "lineage", "LINEAGE_TYPES"]
 
 
 # the lineage columns' types, fixed so that a null (top_k unset) never changes a column's type between runs
@@ -91,6 +91,28 @@ def forecast_rows(batch: pa.Table, as_of, quantiles: list[float], run: dict) -> 
     for key, value in run.items():
         cols[key] = pa.array([value] * (n * p), LINEAGE_TYPES.get(key))
     return pa.table(cols)
+
+
+def forecast_schema(quantiles: list[float], run: dict, pred_len: int = 1) -> pa.Schema:
+    """The schema ``forecast_rows`` gives for these quantile levels and lineage, without forecasting (the
+    output table is prepared before the first row exists)."""
+    from .forecast import FORECAST_SCHEMA
+
+    one = {
+        "is_valid": [True],
+        "symbol": ["X"],
+        "n_bars": [1],
+        "last_close": [1.0],
+        "future_timestamps": [[0] * pred_len],
+        "mean": [[0.0] * (pred_len * len(FIELDS))],
+        "close_q": [[0.0] * (pred_len * len(quantiles))],
+        "p_up": [0.0],
+        "p_flat": [0.0],
+        "lag_bars": [0],
+        "model_info": ["{}"],
+    }
+    cols = {f.name: one.get(f.name, [None]) for f in FORECAST_SCHEMA}
+    return forecast_rows(pa.table(cols, schema=FORECAST_SCHEMA), 0, quantiles, run).schema
 
 
 def rejected_rows(

@@ -177,6 +177,20 @@ def test_rerun_replaces_only_its_partition_after_actor_kill(runs):
     assert set(then["run_id"]) == {runs["first"].run_id} and len(then) == n_ok * 4
 
 
+def test_barrier_mode_gives_the_same_tables_as_the_stream(runs, market, tmp_path):
+    """``stream=False`` (assets materialised before the actors start, what the job does when no CPU is left
+    beside the actors) gives the same forecasts and rejects as the default streamed run."""
+    assert runs["first"].streamed  # the session's Ray has CPUs beside the one actor
+    out = str(tmp_path / "barrier")
+    s = run_job(job_config(market.url, out), stream=False)
+    assert not s.streamed and "read_validate" in s.stage_s
+    cols = ["symbol", "step", "timestamp", "close", "close_q10", "close_q90", "p_up", "lag_bars"]
+    pd.testing.assert_frame_equal(runs["first_rows"][cols], read_partition(out, "forecasts", AS_OF)[cols])
+    a = read_partition(runs["out"], "rejected", AS_OF).set_index("symbol")["reject_reason"]
+    b = read_partition(out, "rejected", AS_OF).set_index("symbol")["reject_reason"]
+    pd.testing.assert_series_equal(a.sort_index(), b.sort_index())
+
+
 def test_universe_file_missing_symbol_and_empty_symbol_are_reported(ray_local, tmp_path):
     """Regression: with a universe file, rows whose symbol is the empty string disappeared from both the
     forecasts and the rejected table."""
