@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.settings import PREFECT_HOME
 
     print(
-        "Runs and artifacts (tables, links, fan chart) are in Prefect's local DB under "
+        "Runs and artifacts (tables, where the outputs are, fan chart) are in Prefect's local DB under "
         f"{PREFECT_HOME.value()}: "
         f"`prefect server start` shows them at http://127.0.0.1:4200. scripts/start_local.sh serves the "
         f"deployments for UI-triggered runs."

@@ -208,6 +208,7 @@ def run_job(
         assets = ds if summary.streamed else ds.materialize()
         if not summary.streamed:
             stage_s["read_validate"] = time.perf_counter() - t
+            t = time.perf_counter()
             log.info("no CPU beside the %d forecast actors: stages 1-3 run first, then 4-6", c.concurrency)
 
         # the forecasts table exists (schema widened) before the first data file is written

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 
@@ -26,17 +25,21 @@ def test_kronos_nightly_end_to_end(tmp_path):
     assert "[3/3] done" in out and "scorecard rows    4 (matured cutoffs x methods)" in out
     assert "crps_skill > 0 beats the bootstrap random walk" in out
     root = tmp_path / "demo" / "output"
-    card = pd.read_parquet(root / "scorecard" / "scorecard.parquet")
+    from pipeline import list_runs, read, warehouse
+
+    wh = warehouse(str(root))
+    card = read(wh, "scorecard")
     assert set(card["method"]) == {"kronos", "bootstrap_rw", "naive_last", "naive_drift"}
     assert card["crps"].notna().all() and (card["n_assets"] > 15).all()
     assert list((root / "charts").glob("as_of=*/fan_chart.png"))
-    assert len(list((root / "forecasts").glob("as_of_tag=*/model_tag=*/_SUCCESS"))) == 2
+    runs = list_runs(wh)
+    assert len(runs) == 2 and runs["model"].tolist() == ["demo:daily"] * 2
+    assert f"snapshot {runs['snapshot_id'].iloc[-1]}" in out  # the job prints the snapshot it committed
     # the default model is the demo model shipped in the package, and the run says so
     from kronos_core.demo import DEMO_MODELS, DEMO_NOTE
 
     assert f"demo:daily: {DEMO_NOTE}" in out
-    forecasts = pd.concat(
-        pd.read_parquet(f) for f in (root / "forecasts").glob("as_of_tag=*/model_tag=*/*.parquet")
-    )
+    forecasts = read(wh, "forecasts")
+    assert forecasts["as_of"].nunique() == 2
     assert set(forecasts["model"]) == {"demo:daily"} and not forecasts["random_weights"].any()
     assert set(forecasts["model_sha256"]) == {DEMO_MODELS["daily"].model_sha256}
