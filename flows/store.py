@@ -132,7 +132,6 @@ def write_scorecard(wh: Warehouse, scores: pd.DataFrame, source: str) -> list[in
         return out
     df = scores.reindex(columns=SCORECARD_COLUMNS)  # rows scored before a column existed: null there
     df["as_of"] = pd.to_datetime(df["as_of"]).dt.normalize()
-    df["scored_at"] = pd.to_datetime(df["scored_at"], utc=True)
     df["crps_by_step"] = [
         [float(x) for x in v] if isinstance(v, (list, tuple)) or getattr(v, "ndim", 0) == 1 else None
         for v in df["crps_by_step"]

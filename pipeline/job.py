@@ -263,10 +263,9 @@ def run_job(
         summary.output_url, summary.catalog = cfg.output.url, wh.describe()
         summary.forecasts_table = wh.identifier("forecasts")
         summary.rejected_table = wh.identifier("rejected")
-        if forecasts_tbl is not None:
-            summary.snapshot_id = overwrite_partition(
-                forecasts_tbl, "forecasts", as_of, model, files, run_properties(record)
-            ).snapshot_id
+        summary.snapshot_id = overwrite_partition(
+            forecasts_tbl, "forecasts", as_of, model, files, run_properties(record)
+        ).snapshot_id
         summary.rejected_snapshot_id = publish(wh, "rejected", rejected, as_of, model, record)
         stage_s["commit"] = time.perf_counter() - t
     finally:
@@ -427,20 +426,9 @@ def _rejected_table(
     or named in the universe but absent from the data (so nothing disappears silently).
 
     ``meta``: one row per asset read (symbol, n_bars, is_valid, reject_reason, last_timestamp);
-    ``fc_meta``: one row per asset sent to the model (symbol, n_bars, error, ...)."""
+    ``fc_meta``: one row per asset sent to the model (symbol, n_bars, error, ...). Both have their columns
+    even when empty (they come from ``RESULT_SCHEMA``)."""
     cols = ["symbol", "n_bars", "reject_reason", "last_timestamp"]
-    if meta.empty:  # nothing read: the dataset may come back without columns
-        meta = pd.DataFrame(
-            {
-                "symbol": [],
-                "n_bars": [],
-                "is_valid": pd.Series([], dtype=bool),
-                "reject_reason": [],
-                "last_timestamp": [],
-            }
-        )
-    if fc_meta.empty:  # no valid asset: the dataset may come back without columns
-        fc_meta = pd.DataFrame({"symbol": [], "n_bars": [], "error": []})
     frames = [
         meta.loc[~meta["is_valid"], cols],
         fc_meta.loc[fc_meta["error"].notna(), ["symbol", "n_bars", "error"]]

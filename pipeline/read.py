@@ -222,6 +222,7 @@ def plan_iceberg_read(
     """The read plan of an Iceberg table of bars (``catalog``: a ``CatalogConfig``; ``url`` its warehouse):
     PyIceberg plans the scan with the window (and the universe) pushed down, so only the data files that can
     hold a wanted row are read. Rows a later check must see (no timestamp, no symbol) pass the filter."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
     from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, In, IsNull, LessThanOrEqual, Or
     from pyiceberg.io.pyarrow import schema_to_pyarrow
 
@@ -229,13 +230,10 @@ def plan_iceberg_read(
 
     try:
         tbl = Warehouse(url, catalog, storage).catalog().load_table(table)
-    except Exception as e:  # noqa: BLE001 - re-raised with what to fix
-        if type(e).__name__ in ("NoSuchTableError", "NoSuchNamespaceError"):
-            raise ValueError(
-                f"no Iceberg table {table!r} in the input catalog ({url}); check input.table and "
-                "input.catalog"
-            ) from e
-        raise
+    except (NoSuchTableError, NoSuchNamespaceError) as e:
+        raise ValueError(
+            f"no Iceberg table {table!r} in the input catalog ({url}); check input.table and input.catalog"
+        ) from e
     names = set(schema_to_pyarrow(tbl.schema()).names)
     missing = {"symbol", "timestamp", *PRICE_COLUMNS} - names
     if missing:

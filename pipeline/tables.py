@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .config import CatalogConfig, StorageConfig
-from .storage import StorageError, strip_protocol
+from .storage import StorageError, _is_s3, strip_protocol
 
 __all__ = [
     "TABLES",
@@ -96,7 +96,7 @@ def _io(what: str):
     (a missing bucket says "The specified bucket does not exist" and nothing else)."""
     try:
         yield
-    except (OSError, PermissionError) as e:
+    except OSError as e:
         if isinstance(e, StorageError):
             raise
         raise StorageError(f"{what}: {type(e).__name__}: {e}") from e
@@ -112,10 +112,6 @@ def model_key(model_ref: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- catalog
-
-
-def _is_s3(url: str) -> bool:
-    return url.startswith(("s3://", "s3a://"))
 
 
 def _warehouse_location(url: str) -> str:
@@ -347,12 +343,18 @@ def data_files_of(records: Iterable[dict] | pa.Table) -> list:
     return [pickle.loads(r["data_file"]) for r in rows]
 
 
+def _as_of_filter(table: str, as_of):
+    """``as_of == <as_of>`` in the table's type (a date in the scorecard, a timestamp elsewhere)."""
+    from pyiceberg.expressions import EqualTo
+
+    ts = pd.Timestamp(as_of)
+    return EqualTo("as_of", ts.date().isoformat() if table == "scorecard" else ts.isoformat())
+
+
 def _partition_filter(table: str, as_of, model: str):
     from pyiceberg.expressions import And, EqualTo
 
-    ts = pd.Timestamp(as_of)
-    value = ts.date().isoformat() if table == "scorecard" else ts.isoformat()
-    return And(EqualTo("as_of", value), EqualTo("model", str(model)))
+    return And(_as_of_filter(table, as_of), EqualTo("model", str(model)))
 
 
 def overwrite_partition(tbl, table: str, as_of, model: str, files: list, properties: dict[str, str]):
@@ -499,8 +501,7 @@ def read(
         snapshot_id = _snapshot_of(wh, table, run_id).snapshot_id
     row_filter = AlwaysTrue()
     if as_of is not None:
-        ts = pd.Timestamp(as_of)
-        row_filter = EqualTo("as_of", ts.date().isoformat() if table == "scorecard" else ts.isoformat())
+        row_filter = _as_of_filter(table, as_of)
     if model is not None:
         row_filter = And(row_filter, EqualTo("model", model_key(model)))
     names = {f.name for f in tbl.schema().fields}
@@ -555,15 +556,7 @@ def referenced_files(tbl) -> set[str]:
                 paths.add(entry.data_file.file_path)
     for stats in tbl.metadata.statistics:
         paths.add(stats.statistics_path)
-    return {_plain(p) for p in paths}
-
-
-def _plain(path: str) -> str:
-    """A file URI as fsspec sees it (``file:///x`` -> ``/x``, ``s3://b/k`` -> ``b/k``)."""
-    for prefix in ("file://", "s3://", "s3a://"):
-        if path.startswith(prefix):
-            return path[len(prefix) :]
-    return path
+    return {strip_protocol(p) for p in paths}  # as fsspec lists them: /x for file:///x, b/k for s3://b/k
 
 
 def remove_orphan_files(wh: Warehouse, tbl, older_than: dt.datetime, dry_run: bool = False) -> list[str]:
@@ -573,7 +566,7 @@ def remove_orphan_files(wh: Warehouse, tbl, older_than: dt.datetime, dry_run: bo
     from .storage import filesystem, with_retries
 
     fs = filesystem(wh.url, wh.storage)
-    root = _plain(tbl.location())
+    root = strip_protocol(tbl.location())
     keep = referenced_files(tbl)
     cutoff = older_than.timestamp()
     gone = []
