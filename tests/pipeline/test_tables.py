@@ -83,6 +83,17 @@ def test_rerun_replaces_its_partition_in_one_commit_and_leaves_the_others(tmp_pa
         T.read(wh, "forecasts", run_id="nope")
 
 
+def test_a_run_with_nothing_to_publish_empties_only_its_partition(tmp_path):
+    wh = warehouse(str(tmp_path / "out"))
+    publish(wh, "2024-06-27", "keep", 1.0)
+    publish(wh, "2024-06-28", "old", 2.0)
+    tbl = wh.load("forecasts")
+    snap = T.overwrite_partition(tbl, "forecasts", "2024-06-28", MODEL, [], {"kronos.run_id": "empty"})
+    assert T.read(wh, "forecasts", "2024-06-28", MODEL).empty
+    assert T.read(wh, "forecasts")["run_id"].unique().tolist() == ["keep"]
+    assert T.run_record(wh, "empty")["snapshot_id"] == snap.snapshot_id
+
+
 def test_a_new_column_widens_the_schema_and_old_rows_read_as_null(tmp_path):
     wh = warehouse(str(tmp_path / "out"))
     publish(wh, "2024-06-27", "r1", 1.0)
