@@ -6,14 +6,18 @@ Iceberg commit time; peak RSS.
 For each universe size: write a date-partitioned daily market, then
   * in-process: read the window with pandas, build ``Series`` for the assets the job forecasts, and call
     ``KronosPredictor.forecast`` once (torch threads = all cores);
-  * Ray, twice: ``run_job`` end to end (read -> validate -> future -> forecast -> write data files ->
+  * Ray, three times: ``run_job`` end to end (read -> validate -> future -> forecast -> write data files ->
     Iceberg commit) on a local Ray with ``concurrency`` actors x ``num_cpus`` each (torch threads = num_cpus
-    per actor) and one logical CPU beside them (as ``kronos-nightly`` starts it), once with stages 1-6a as
-    one stream (the default) and once with the assets materialised before the actors start (``stream=False``,
-    the job's behaviour before streaming).
+    per actor) and one logical CPU beside them (as ``kronos-nightly`` starts it): the default (stages 1-6a as
+    one stream, stage 1 as shard read tasks for windows up to 4M rows); with the assets materialised before
+    the actors start (``stream=False``, the job's behaviour before streaming); and streamed with stage 1 as
+    read tasks plus Ray Data's group-by shuffle (``compute.read_shards: 0``, the job's read before shard
+    reads; still its read above 4M rows).
 Ratio = Ray job series/s / in-process series/s (in-process forecast wall / Ray wall; goal >= 0.85). Peak RSS
 is the sum over this process and all its descendants (Ray's raylet, GCS and workers included), sampled every
-0.2 s.
+0.2 s. "Actor start" = ``concurrency`` actors started at once on the idle cluster, each importing torch and
+loading the predictor as a forecast actor does (a new worker process per actor, every run): the fixed cost
+that the in-process number does not pay; "ratio less actor start" takes it out of the Ray wall.
 """
 
 from __future__ import annotations
@@ -105,6 +109,29 @@ def in_process(url: str, cfg, symbols: list[str], threads: int) -> tuple[float, 
     return t_read, time.perf_counter() - t0
 
 
+def actor_start(spec, concurrency: int, num_cpus: float) -> float:
+    """Seconds until ``concurrency`` fresh actors have each imported torch and loaded ``spec``."""
+    import ray
+
+    @ray.remote(num_cpus=num_cpus)
+    class Probe:
+        def __init__(self, spec):
+            from kronos_core import KronosPredictor
+
+            self.predictor = KronosPredictor.from_spec(spec)
+
+        def ready(self) -> bool:
+            return True
+
+    t0 = time.perf_counter()
+    actors = [Probe.remote(spec) for _ in range(concurrency)]
+    ray.get([a.ready.remote() for a in actors])
+    took = time.perf_counter() - t0
+    for a in actors:
+        ray.kill(a)
+    return took
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
@@ -115,6 +142,13 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--skip-inproc", action="store_true")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the in-process forecast and the default (streamed) Ray job this many times; medians are "
+        "reported (this machine's timings move by 20 %% between runs)",
+    )
     ap.add_argument(
         "--warmup",
         action=argparse.BooleanOptionalAction,
@@ -165,19 +199,32 @@ def main() -> None:
     # in-process first, before Ray exists, so its RSS is the predictor's alone
     if not args.skip_inproc:
         for m, cfg, row in zip(markets, cfgs, results, strict=True):
-            with PeakRSS() as rss:
-                t_read, t_fc = in_process(m.url, cfg, m.healthy, cores)
-            row.update(ip_read=t_read, ip_fc=t_fc, ip_rss=rss.peak)
+            runs = []
+            for _ in range(args.repeat):
+                with PeakRSS() as rss:
+                    runs.append((*in_process(m.url, cfg, m.healthy, cores), rss.peak))
+            t_read, t_fc, peak = sorted(runs, key=lambda x: x[1])[len(runs) // 2]  # the median forecast
+            row.update(ip_read=t_read, ip_fc=t_fc, ip_rss=peak, ip_all=[round(r[1], 2) for r in runs])
             print(f"in-process n={row['n']}: {row}", file=sys.stderr, flush=True)
     # one logical CPU beside the actors for the CPU stages (kronos-nightly starts local Ray the same way)
     ray.init(num_cpus=cores + 1, include_dashboard=False, log_to_driver=False)
     if args.warmup:  # one small run so worker processes exist: a long-lived cluster's steady state
         run_job(cfgs[0].model_copy(update={"universe": UniverseConfig(symbols=markets[0].healthy[:8])}))
+    starts = [actor_start(cfgs[0].model, args.concurrency, cfgs[0].compute.num_cpus) for _ in range(3)]
+    start_s = sorted(starts)[1]
+    print(f"actor start: {[round(x, 2) for x in starts]} s", file=sys.stderr, flush=True)
+    modes = (("stream", True, None), ("barrier", False, None), ("groupby", True, 0))
     for cfg, row in zip(cfgs, results, strict=True):
-        for mode, stream in (("stream", True), ("barrier", False)):
-            with PeakRSS() as rss:
-                s = run_job(cfg, stream=stream)
-            row[mode] = dict(wall=s.wall_s, rss=rss.peak, stages=s.stage_s, forecast=s.assets_forecast)
+        for mode, stream, shards in modes:
+            c = cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"read_shards": shards})})
+            runs = []
+            for _ in range(args.repeat if mode == "stream" else 1):
+                with PeakRSS() as rss:
+                    s = run_job(c, stream=stream)
+                runs.append(dict(wall=s.wall_s, rss=rss.peak, stages=s.stage_s, forecast=s.assets_forecast))
+                runs[-1]["shards"] = s.read_shards
+            row[mode] = sorted(runs, key=lambda x: x["wall"])[len(runs) // 2]  # the median run
+            row[mode]["all"] = [round(r["wall"], 2) for r in runs]
             print(f"ray {mode} n={row['n']}: {row[mode]}", file=sys.stderr, flush=True)
         row["forecast"] = row["stream"]["forecast"]
     ray.shutdown()
@@ -187,7 +234,8 @@ def main() -> None:
         f"torch {torch.__version__}, "
         f"dtype float32, model {args.model}, lookback {args.lookback}, pred_len {args.pred_len}, "
         f"sample_count {args.samples}, {args.concurrency} actors x {max(1, cores // args.concurrency)} CPU, "
-        f"batch {args.batch_size}, warm-up run {'yes' if args.warmup else 'no'}"
+        f"batch {args.batch_size}, warm-up run {'yes' if args.warmup else 'no'}, "
+        f"actor start {start_s:.1f} s (median of 3), medians of {args.repeat} run(s)"
     )
     hdr = (
         "assets",
@@ -196,6 +244,9 @@ def main() -> None:
         "ratio streamed",
         "Ray barrier series/s",
         "ratio barrier",
+        "Ray group-by read series/s",
+        "ratio group-by read",
+        "ratio less actor start",
         "Iceberg commit s",
         "peak RSS Ray tree",
         "peak RSS in-proc",
@@ -204,16 +255,20 @@ def main() -> None:
     for r in results:
         n_fc = r["forecast"]
         ip = n_fc / r["ip_fc"] if "ip_fc" in r else float("nan")
-        st, ba = n_fc / r["stream"]["wall"], n_fc / r["barrier"]["wall"]
+        st, ba, gb = (n_fc / r[m]["wall"] for m in ("stream", "barrier", "groupby"))
         print(
             f"| {r['n']} | {ip:.1f} | {st:.1f} | {st / ip:.2f} | {ba:.1f} | {ba / ip:.2f} | "
+            f"{gb:.1f} | {gb / ip:.2f} | {r['ip_fc'] / (r['stream']['wall'] - start_s):.2f} | "
             f"{r['stream']['stages']['commit']:.2f} | {r['stream']['rss'] / 2**30:.2f} GiB | "
             f"{r.get('ip_rss', np.nan) / 2**30:.2f} GiB |"
         )
     for r in results:
-        for mode in ("stream", "barrier"):
+        for mode, *_ in modes:
             stages = r[mode]["stages"]
-            print(f"stages {mode} n={r['n']}: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
+            print(
+                f"stages {mode} n={r['n']} (read shards {r[mode]['shards']}): "
+                + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items())
+            )
 
 
 if __name__ == "__main__":

@@ -142,7 +142,14 @@ class ComputeConfig(_Strict):
     num_cpus: float = Field(1.0, gt=0, description="CPUs per forecast actor")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per forecast actor (fractions share a GPU)")
     batch_size: int = Field(64, ge=1, description="assets per forecast batch")
-    read_parallelism: int = Field(8, ge=1, description="max files per read task")
+    read_parallelism: int = Field(8, ge=1, description="max files per read task (group-by read)")
+    read_shards: int | None = Field(
+        None,
+        ge=0,
+        description="stage 1 without a shuffle: this many tasks each read the whole window and keep their "
+        "symbols' rows; 0 = read by file and group by symbol (Ray's shuffle); null = by the window's size "
+        "(1-4 shard tasks up to 4M planned rows, the group-by above)",
+    )
 
     @model_validator(mode="after")
     def _gpu(self):
@@ -188,8 +195,9 @@ class InputConfig(_Strict):
     )
     table: str = Field(
         "market.bars",
-        pattern=r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+$",
-        description="iceberg: the bars table, <namespace>.<name> (symbol, timestamp, open..amount)",
+        pattern=r"^([A-Za-z0-9_]+\.)?[A-Za-z0-9_]+$",
+        description="iceberg: the bars table (symbol, timestamp, open..amount), <namespace>.<name>, or "
+        "a bare <name> in input.catalog.namespace",
     )
     catalog: CatalogConfig = Field(
         default_factory=CatalogConfig,
@@ -333,6 +341,7 @@ class RunSummary:
     forecast_flags: dict[str, int] = field(default_factory=dict)
     assets_lagged: int = 0
     streamed: bool = False  # stages 1-6a ran as one stream (a CPU was free beside the forecast actors)
+    read_shards: int = 0  # stage 1's shard read tasks (0: read by file and grouped by symbol)
     stage_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -39,6 +40,9 @@ __all__ = [
     "plan_read",
     "plan_iceberg_read",
     "read_files",
+    "read_shard",
+    "shard_of",
+    "window_assets",
     "read_bars",
     "window_group",
     "BAR_COLUMNS",
@@ -78,6 +82,7 @@ _READ_SCHEMA = pa.schema(
 class ReadPlan:
     files: list[dict] = field(default_factory=list)  # {path, rank, row_groups} (+ task: an Iceberg scan task)
     bytes_read: int = 0
+    rows: int = 0  # rows in the planned row groups (before the row-level window and universe filter)
     partitions_total: int = 0
     partitions_read: int = 0
     window_start: pd.Timestamp | None = None
@@ -95,14 +100,14 @@ def _partition_value(name: str, key: str) -> str | None:
 
 def _row_groups(
     pf: pq.ParquetFile, columns: list[str], start: pd.Timestamp, end: pd.Timestamp, universe: list[str] | None
-) -> tuple[list[int], int]:
-    """Row groups whose statistics overlap the window (and universe), and their compressed bytes."""
+) -> tuple[list[int], int, int]:
+    """Row groups whose statistics overlap the window (and universe), their compressed bytes and rows."""
     md = pf.metadata
     names = [md.schema.column(i).name for i in range(md.num_columns)]
     want = [names.index(c) for c in columns if c in names]
     ts_i = names.index("timestamp")
     sym_i = names.index("symbol") if "symbol" in names else None
-    keep, nbytes = [], 0
+    keep, nbytes, rows = [], 0, 0
     # compare in microseconds: statistics of a year-3000 bar wrap around in nanoseconds (to 1830), which
     # pruned a whole row group of good bars
     lo, hi = np.datetime64(start, "us"), np.datetime64(end, "us")
@@ -125,7 +130,8 @@ def _row_groups(
                     continue
         keep.append(g)
         nbytes += sum(rg.column(c).total_compressed_size for c in want)
-    return keep, nbytes
+        rows += rg.num_rows
+    return keep, nbytes, rows
 
 
 def list_partitions(url: str, layout: str, storage: StorageConfig) -> dict[str, str]:
@@ -186,18 +192,19 @@ def plan_read(
         def go():
             with fs.open(path, "rb") as f:
                 pf = pq.ParquetFile(f)
-                rgs, nbytes = _row_groups(pf, BAR_COLUMNS, start, end, universe)
-                return rgs, nbytes + pf.metadata.serialized_size + 8
+                rgs, nbytes, rows = _row_groups(pf, BAR_COLUMNS, start, end, universe)
+                return rgs, nbytes + pf.metadata.serialized_size + 8, rows
 
         return with_retries(go, f"read footer {path}", r)
 
     with ThreadPoolExecutor(threads) as ex:
         paths = [f for fl in ex.map(files_in, parts) for f in fl]
         footers = list(ex.map(footer, paths))
-    for rank, (path, (rgs, nbytes)) in enumerate(zip(paths, footers, strict=True)):
+    for rank, (path, (rgs, nbytes, rows)) in enumerate(zip(paths, footers, strict=True)):
         if rgs:
             plan.files.append({"path": path, "rank": rank, "row_groups": rgs})
             plan.bytes_read += nbytes
+            plan.rows += rows
     log.info(
         "read plan: %d/%d partitions, %d files, %s bytes, window %s..%s",
         plan.partitions_read,
@@ -219,7 +226,8 @@ def plan_iceberg_read(
     end: pd.Timestamp,
     universe: list[str] | None,
 ) -> ReadPlan:
-    """The read plan of an Iceberg table of bars (``catalog``: a ``CatalogConfig``; ``url`` its warehouse):
+    """The read plan of an Iceberg table of bars (``table``: ``<namespace>.<name>`` or a name in
+    ``catalog.namespace``; ``catalog``: a ``CatalogConfig``; ``url`` its warehouse):
     PyIceberg plans the scan with the window (and the universe) pushed down, so only the data files that can
     hold a wanted row are read. Rows a later check must see (no timestamp, no symbol) pass the filter."""
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
@@ -228,6 +236,7 @@ def plan_iceberg_read(
 
     from .tables import Warehouse
 
+    table = table if "." in table else f"{catalog.namespace}.{table}"  # a bare name: the catalog's namespace
     try:
         tbl = Warehouse(url, catalog, storage).catalog().load_table(table)
     except (NoSuchTableError, NoSuchNamespaceError) as e:
@@ -263,6 +272,7 @@ def plan_iceberg_read(
             {"path": task.file.file_path, "rank": rank, "row_groups": [], "task": pickle.dumps(task)}
         )
         plan.bytes_read += int(task.file.file_size_in_bytes)
+        plan.rows += int(task.file.record_count)
     plan.iceberg = {
         "table": table,
         "snapshot_id": snap.snapshot_id if snap is not None else None,
@@ -310,6 +320,19 @@ def _row_issues(ts: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return out, issue.astype(object)
 
 
+def shard_of(symbol: pa.Array | pa.ChunkedArray, n_shards: int) -> np.ndarray:
+    """Each row's symbol shard in ``[0, n_shards)``: a hash of the symbol string (pandas' SipHash with its
+    fixed key, the same in every process), so read tasks that each keep one shard agree on who owns what."""
+    if n_shards == 1:
+        return np.zeros(len(symbol), np.int64)
+    if isinstance(symbol, pa.ChunkedArray):
+        symbol = symbol.combine_chunks()
+    enc = pc.dictionary_encode(symbol)
+    uniques = np.asarray(enc.dictionary.to_pylist(), dtype=object)
+    per_unique = (pd.util.hash_array(uniques, categorize=False) % np.uint64(n_shards)).astype(np.int64)
+    return per_unique[enc.indices.to_numpy(zero_copy_only=False)]
+
+
 def read_files(
     batch: dict,
     url: str,
@@ -318,10 +341,14 @@ def read_files(
     end: pd.Timestamp,
     universe: list[str] | None,
     iceberg: dict | None = None,
+    shard: tuple[int, int] | None = None,
+    threads: int = 1,
 ) -> pa.Table:
     """Read the planned row groups of a batch of files (columns ``path, rank, row_groups``; for an Iceberg
     input ``task``, read through PyIceberg with the plan's ``iceberg`` settings), keep the rows
     in [start, end] and the universe, and tag each row with ``_ord`` = (file rank, row) delivery order.
+    ``shard=(k, n)`` keeps only the rows whose symbol is in shard ``k`` of ``n`` (``shard_of``); ``threads``
+    files are read at once.
 
     Rows that cannot be placed are kept for quarantine, never dropped silently: a row without a symbol
     (whatever the universe: it belongs to no asset, so it becomes the asset ``""``, rejected ``empty_symbol``)
@@ -330,11 +357,13 @@ def read_files(
     fs = filesystem(url, storage)
     lo, hi = np.datetime64(start, "ns"), np.datetime64(end, "ns")
     wanted = pa.array(universe, pa.string()) if universe is not None else None
-    out = []
     tasks = batch["task"] if iceberg is not None else [None] * len(batch["path"])
-    for path, rank, rgs, task in zip(batch["path"], batch["rank"], batch["row_groups"], tasks, strict=True):
+    files = list(zip(batch["path"], batch["rank"], batch["row_groups"], tasks, strict=True))
 
-        def go(path=path, rgs=rgs, task=task):
+    def one(file) -> pa.Table:
+        path, rank, rgs, task = file
+
+        def go():
             if task is not None:
                 return _read_iceberg_task(task, iceberg)
             with fs.open(path, "rb") as f:
@@ -344,6 +373,10 @@ def read_files(
 
         t = with_retries(go, f"read {path}", storage.retries)
         symbol = pc.fill_null(t["symbol"].cast(pa.string()), "")
+        row = np.arange(t.num_rows)  # the row's place in the file: delivery order, before any filter
+        if shard is not None:
+            mine = pa.array(shard_of(symbol, shard[1]) == shard[0])
+            t, symbol, row = t.filter(mine), symbol.filter(mine), row[mine.to_numpy(zero_copy_only=False)]
         ts, issue = _row_issues(t["timestamp"])
         in_window = ~np.isnat(ts) & (ts >= lo) & (ts <= hi)
         no_symbol = pc.equal(symbol, "").to_numpy(zero_copy_only=False)
@@ -354,10 +387,59 @@ def read_files(
         cols = {"symbol": symbol, "timestamp": pa.array(ts, pa.timestamp("ns"))}
         for c in [*PRICE_COLUMNS, "volume", "amount"]:
             cols[c] = t[c].cast(pa.float64()) if c in t.column_names else pa.nulls(t.num_rows, pa.float64())
-        cols["_ord"] = pa.array((int(rank) << 32) + np.arange(t.num_rows), pa.int64())
+        cols["_ord"] = pa.array((int(rank) << 32) + row, pa.int64())
         cols["_issue"] = pa.array(issue, pa.string())
-        out.append(pa.table(cols, schema=_READ_SCHEMA).filter(pa.array(keep)))
+        return pa.table(cols, schema=_READ_SCHEMA).filter(pa.array(keep))
+
+    if threads > 1 and len(files) > 1:
+        with ThreadPoolExecutor(min(threads, len(files))) as ex:
+            out = list(ex.map(one, files))
+    else:
+        out = [one(f) for f in files]
     return pa.concat_tables(out) if out else _READ_SCHEMA.empty_table()
+
+
+def window_assets(t: pa.Table, lookback: int, block_assets: int) -> Iterator[pa.Table]:
+    """Rows of many symbols (``read_files``' output) -> ``ASSET_SCHEMA`` blocks of at most ``block_assets``
+    assets: each symbol's rows through ``window_group``, as the group-by path does after its shuffle."""
+    if not t.num_rows:
+        return
+    t = t.sort_by([("symbol", "ascending"), ("_ord", "ascending")])
+    sym = t["symbol"].to_numpy(zero_copy_only=False)
+    bounds = [*np.flatnonzero(np.r_[True, sym[1:] != sym[:-1]]), len(sym)]
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        out.append(window_group(t.slice(a, b - a), lookback))
+        if len(out) == block_assets:
+            yield pa.concat_tables(out)
+            out = []
+    if out:
+        yield pa.concat_tables(out)
+
+
+def read_shard(
+    batch: dict,
+    files: list[dict],
+    n_shards: int,
+    lookback: int,
+    block_assets: int,
+    url: str,
+    storage: StorageConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    universe: list[str] | None,
+    iceberg: dict | None = None,
+    threads: int = 8,
+) -> Iterator[pa.Table]:
+    """Stage 1 without a shuffle, for each shard number in ``batch["shard"]``: read every planned file,
+    keep the rows of this shard's symbols, window them. Each asset's rows are all in one task, so no
+    exchange between tasks is needed; the price is that every task decodes every planned row group, so the
+    job uses it for windows of modest size (``pipeline.job.read_shards``)."""
+    keys = ("path", "rank", "row_groups", *(("task",) if iceberg is not None else ()))
+    cols = {k: [f[k] for f in files] for k in keys}
+    for k in batch["shard"]:
+        t = read_files(cols, url, storage, start, end, universe, iceberg, (int(k), n_shards), threads)
+        yield from window_assets(t, lookback, block_assets)
 
 
 def _list(values: np.ndarray, typ) -> pa.ListArray:

@@ -30,9 +30,10 @@ import pickle
 import threading
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pandas as pd
 import pyarrow as pa
@@ -66,7 +67,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TABLES = ("forecasts", "rejected", "scorecard")
+TableName = Literal["forecasts", "rejected", "scorecard"]
+TABLES: tuple[str, ...] = get_args(TableName)
 SORT_KEYS: dict[str, tuple[str, ...]] = {
     "forecasts": ("symbol", "step"),
     "rejected": ("symbol",),
@@ -517,12 +519,40 @@ def read(
     return df.sort_values(order, kind="stable").reset_index(drop=True) if order and len(df) else df
 
 
-def partitions(wh: Warehouse, table: str = "forecasts") -> pd.DataFrame:
-    """The (as_of, model) partitions of ``table`` with their row counts, sorted by as_of then model."""
-    df = read(wh, table, columns=["as_of", "model"])
+def _file_partitions(tbl) -> list[tuple[Any, str, int]] | None:
+    """(as_of, model, rows) of each live data file, from the table's metadata alone (the file's ``model``
+    partition value, its ``as_of`` bounds and row count); None when only the rows can tell: a data file whose
+    bounds span several as_of values (e.g. another engine compacted a day's intraday runs together) or a
+    delete file."""
+    if tbl.current_snapshot() is None:
+        return []
+    files = tbl.inspect.files().select(["content", "record_count", "partition", "readable_metrics"])
+    found = []
+    for f in files.to_pylist():
+        lo, hi = (f["readable_metrics"]["as_of"][k] for k in ("lower_bound", "upper_bound"))
+        if f["content"] != 0 or lo is None or lo != hi:
+            return None
+        found.append((lo, f["partition"]["model"], f["record_count"]))
+    return found
+
+
+def partitions(wh: Warehouse, table: str = "forecasts", scan: bool = False) -> pd.DataFrame:
+    """The (as_of, model) partitions of ``table`` with their row counts, sorted by as_of then model.
+
+    From the table's metadata (``_file_partitions``), so no data file is opened however large the table
+    grows; when the metadata cannot tell, or with ``scan=True`` (the reference path), from the ``as_of`` and
+    ``model`` columns of every row."""
+    cols = ["as_of", "model", "rows"]
+    tbl = wh.load(table)
+    found = _file_partitions(tbl) if tbl is not None and not scan else None
+    if found is not None:
+        df = pd.DataFrame(found, columns=cols)
+        df["as_of"] = pd.to_datetime(df["as_of"]).astype("datetime64[ns]")
+        return df.groupby(cols[:2])["rows"].sum().reset_index() if len(df) else pd.DataFrame(columns=cols)
+    df = read(wh, table, columns=cols[:2])
     if df.empty:
-        return pd.DataFrame(columns=["as_of", "model", "rows"])
-    return df.groupby(["as_of", "model"]).size().rename("rows").reset_index()
+        return pd.DataFrame(columns=cols)
+    return df.groupby(cols[:2]).size().rename("rows").reset_index()
 
 
 # ----------------------------------------------------------------------------------------- maintenance
@@ -589,18 +619,15 @@ def compact(tbl, table: str, min_files: int = 2) -> list[dict[str, Any]]:
     """Rewrite every (as_of, model) partition held in ``min_files`` or more data files as one file per
     partition (the same rows; one commit each, tagged ``kronos.operation=compact``, so ``list_runs`` still
     names the run that wrote them). A partition a run re-commits meanwhile is skipped, never mixed."""
-    from pyiceberg.expressions import AlwaysTrue
-
     done = []
-    tasks = list(tbl.scan(row_filter=AlwaysTrue()).plan_files())
-    by_part: dict[tuple, int] = {}
-    for t in tasks:
-        key = tuple(t.file.partition)
-        by_part[key] = by_part.get(key, 0) + 1
-    if not any(n >= min_files for n in by_part.values()):
-        return done
-    keys = tbl.scan(selected_fields=("as_of", "model")).to_arrow().to_pandas()
-    for (as_of, model), _ in keys.groupby(["as_of", "model"], sort=True):
+    found = _file_partitions(tbl)
+    if found is None:  # the metadata cannot tell: every (as_of, model) present, from the rows
+        keys = tbl.scan(selected_fields=("as_of", "model")).to_arrow().to_pandas().drop_duplicates()
+        candidates = sorted(keys.itertuples(index=False, name=None))
+    else:  # no rows read: the partitions held in enough files
+        per = Counter((a, m) for a, m, _ in found)
+        candidates = sorted(k for k, n in per.items() if n >= min_files)
+    for as_of, model in candidates:
         filt = _partition_filter(table, as_of, str(model))
         files = list(tbl.scan(row_filter=filt).plan_files())
         if len(files) < min_files:

@@ -83,12 +83,16 @@ def test_maintenance_flow_compacts_expires_and_removes_orphans(prefect_harness, 
     assert T.read(wh, "forecasts").equals(before)
 
 
-def test_maintenance_refuses_an_unknown_table(prefect_harness, tmp_path):
-    from flows.maintenance import MaintenanceParams, table_maintenance
+def test_maintenance_refuses_an_unknown_table_in_its_schema(tmp_path):
+    """The table names are a choice in the deployment's schema (the UI shows a picker), so a wrong name is
+    refused before any run starts, naming the choices."""
+    from pydantic import ValidationError
 
-    state = table_maintenance(
-        MaintenanceParams(output_url=str(tmp_path), tables=["forecast"]), return_state=True
-    )
-    assert state.is_failed()
-    with pytest.raises(ValueError, match="unknown tables \\['forecast'\\]"):
-        state.result()
+    from flows.maintenance import MaintenanceParams
+
+    with pytest.raises(ValidationError, match="'forecasts', 'rejected' or 'scorecard'"):
+        MaintenanceParams(output_url=str(tmp_path), tables=["forecast"])
+    with pytest.raises(ValidationError, match="at least 1 item"):
+        MaintenanceParams(output_url=str(tmp_path), tables=[])
+    items = MaintenanceParams.model_json_schema()["properties"]["tables"]["items"]
+    assert items["enum"] == ["forecasts", "rejected", "scorecard"]

@@ -51,6 +51,12 @@ def test_window_and_universe_are_pushed_down(bars_both_ways):
     assert plan.partitions_total == sessions.nunique() and plan.iceberg["snapshot_id"] is not None
     with pytest.raises(ValueError, match="no Iceberg table 'market.nope'.*input.table"):
         plan_iceberg_read(lake, "market.nope", CatalogConfig(), StorageConfig(), start, end, None)
+    # a bare table name is looked up in the catalog's namespace
+    market = CatalogConfig(namespace="market")
+    bare = plan_iceberg_read(lake, "bars", market, StorageConfig(), start, end, ["S0001"])
+    assert [f["path"] for f in bare.files] == [f["path"] for f in plan.files]
+    with pytest.raises(ValueError, match="no Iceberg table 'kronos.bars'"):
+        plan_iceberg_read(lake, "bars", CatalogConfig(), StorageConfig(), start, end, None)
 
 
 def test_iceberg_input_gives_the_same_forecasts_as_the_parquet_folder(ray_local, bars_both_ways, tmp_path):

@@ -177,13 +177,18 @@ def test_rerun_replaces_only_its_partition_after_actor_kill(runs):
     assert set(then["run_id"]) == {runs["first"].run_id} and len(then) == n_ok * 4
 
 
-def test_barrier_mode_gives_the_same_tables_as_the_stream(runs, market, tmp_path):
-    """``stream=False`` (assets materialised before the actors start, what the job does when no CPU is left
-    beside the actors) gives the same forecasts and rejects as the default streamed run."""
-    assert runs["first"].streamed  # the session's Ray has CPUs beside the one actor
-    out = str(tmp_path / "barrier")
-    s = run_job(job_config(market.url, out), stream=False)
-    assert not s.streamed and "read_validate" in s.stage_s
+@pytest.mark.parametrize(
+    "stream, shards", [(False, None), (True, 0), (True, 3)], ids=["barrier", "group-by", "3-shards"]
+)
+def test_read_paths_and_barrier_give_the_same_tables(runs, market, tmp_path, stream, shards):
+    """Every way through stage 1 gives the default run's forecasts and rejects: ``stream=False`` (assets
+    materialised before the actors start, what the job does when no CPU is left beside the actors), the
+    group-by read (Ray's shuffle, used for large windows) and several shard read tasks."""
+    assert runs["first"].streamed and runs["first"].read_shards == 1  # the defaults for this small window
+    out = str(tmp_path / "other")
+    s = run_job(job_config(market.url, out, compute={"read_shards": shards}), stream=stream)
+    assert s.streamed == stream and ("read_validate" in s.stage_s) == (not stream)
+    assert s.read_shards == (1 if shards is None else shards)
     cols = ["symbol", "step", "timestamp", "close", "close_q10", "close_q90", "p_up", "lag_bars"]
     pd.testing.assert_frame_equal(runs["first_rows"][cols], read_partition(out, "forecasts", AS_OF)[cols])
     a = read_partition(runs["out"], "rejected", AS_OF).set_index("symbol")["reject_reason"]
@@ -283,3 +288,16 @@ def test_fx_hourly_and_monthly_crypto_jobs(ray_local, tmp_path, cal, as_of, expe
     fc = read_partition(str(tmp_path / "out"), "forecasts", as_of, MODEL)
     stamps = fc[fc["symbol"] == "S0000"].sort_values("step")["timestamp"].dt.strftime("%m-%d %H:%M").tolist()
     assert stamps == expected
+
+
+def test_read_shards_rule():
+    """Shard reads (no shuffle) for windows up to SHARD_READ_MAX_ROWS planned rows, one task per million
+    rows up to four; the group-by read above; an explicit ``compute.read_shards`` wins."""
+    from pipeline.config import ComputeConfig
+    from pipeline.job import SHARD_READ_MAX_ROWS, read_shards
+
+    auto = ComputeConfig()
+    assert [read_shards(auto, n) for n in (0, 30_000, 1_000_001, 2_500_000)] == [1, 1, 2, 3]
+    assert read_shards(auto, SHARD_READ_MAX_ROWS) == 4 and read_shards(auto, SHARD_READ_MAX_ROWS + 1) == 0
+    assert read_shards(ComputeConfig(read_shards=0), 10) == 0
+    assert read_shards(ComputeConfig(read_shards=6), 10**9) == 6

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from kronos_core import MarketCalendar
 from pipeline import write_synthetic_market
@@ -119,3 +120,67 @@ def test_out_of_range_timestamps_and_missing_symbols_are_kept_for_quarantine(tmp
     assert s1["timestamp"].isna().tolist() == [False, True, True]  # never a wrapped 1830 / 2184
     assert (df["symbol"] == "").sum() == 2  # "" and null: kept although outside the universe
     assert df.loc[df["symbol"] == "S2", "_issue"].tolist() == ["", ""]
+
+
+def _assets(tables) -> dict[str, dict]:
+    """ASSET_SCHEMA rows by symbol; a symbol seen twice fails (it must live in exactly one shard)."""
+    out = {}
+    for t in tables:
+        for r in t.to_pylist():
+            assert r["symbol"] not in out, f"{r['symbol']!r} windowed twice"
+            out[r["symbol"]] = r
+    return out
+
+
+@pytest.mark.parametrize("n_shards", [1, 3, 7])
+def test_shard_reads_window_exactly_as_the_group_by(market, tmp_path, n_shards):
+    """Stage 1 without a shuffle: the union of the shard tasks' assets equals read-all-then-group-by-symbol,
+    asset for asset (unsorted and duplicated bars, bad timestamps, rows without a symbol included), and every
+    symbol is windowed by exactly one shard."""
+    import pyarrow as pa
+
+    from pipeline.read import ASSET_SCHEMA, read_shard, window_group
+
+    messy = _write_us_market(tmp_path)
+    for url, start, end, universe in (
+        (market.url, pd.Timestamp("2024-04-01"), pd.Timestamp("2024-06-28"), None),
+        (messy, pd.Timestamp("2024-06-20"), pd.Timestamp("2024-06-28"), ["S1", "S2"]),
+        (messy, pd.Timestamp("2024-06-20"), pd.Timestamp("2024-06-28"), None),
+    ):
+        plan = plan_read(url, "date", ST, start, end, universe)
+        rows = pa.Table.from_pandas(_read(plan, url, start, end, universe), preserve_index=False)
+        want = _assets(
+            window_group(rows.filter(pa.compute.equal(rows["symbol"], s)), 40)
+            for s in sorted(set(rows["symbol"].to_pylist()))
+        )
+        kw = dict(url=url, storage=ST, start=start, end=end, universe=universe)
+        got = _assets(
+            b
+            for k in range(n_shards)
+            for b in read_shard({"shard": [k]}, plan.files, n_shards, 40, 4, **kw, threads=3)
+        )
+        assert want.keys() == got.keys() and len(want) > 1
+        for s in want:
+            g, w = dict(got[s]), dict(want[s])
+            assert np.array_equal(g.pop("values"), w.pop("values"), equal_nan=True), s  # NaN bars too
+            assert g == w, s
+        blocks = list(read_shard({"shard": [0]}, plan.files, n_shards, 40, 4, **kw))
+        assert all(b.schema == ASSET_SCHEMA and b.num_rows <= 4 for b in blocks)
+
+
+def test_symbol_shard_is_a_property_of_the_symbol_alone():
+    """Every read task must agree on a symbol's shard whatever else its files hold."""
+    import pyarrow as pa
+
+    from pipeline.read import shard_of
+
+    many = pa.array([f"S{i:04d}" for i in range(2000)] + ["", "Ω"])
+    n = 5
+    whole = shard_of(many, n)
+    assert set(whole) == set(range(n))  # spread over every shard
+    assert np.bincount(whole).min() > 2000 / n / 2
+    rev = shard_of(pa.chunked_array([many[::-1][:1000], many[::-1][1000:]]), n)
+    assert (rev[::-1] == whole).all()
+    alone = [shard_of(pa.array([s]), n)[0] for s in many.to_pylist()[:50]]
+    assert (np.array(alone) == whole[:50]).all()
+    assert (shard_of(many, 1) == 0).all()

@@ -325,3 +325,54 @@ def test_catalog_settings_are_checked_with_a_clear_message(tmp_path):
         warehouse(str(tmp_path)).identifier("forecast")
     assert T.model_key("demo") == "demo:daily" and T.model_key("random:mini") == "random:mini:0"
     assert T.read(warehouse(str(tmp_path / "empty")), "forecasts").empty
+
+
+def test_partitions_come_from_metadata_alone_and_equal_a_scan(tmp_path):
+    """``partitions`` (what the nightly scores and the explorer lists) reads the table's metadata, not its
+    rows: with every data file moved away it gives the same answer; files that span two as_of values (intraday
+    runs compacted together) fall back to scanning, with the same answer."""
+    wh = warehouse(str(tmp_path / "out"))
+    assert T.partitions(wh).empty
+    publish(wh, "2024-06-27", "a", 1.0, n=3)
+    publish(wh, "2024-06-28", "b", 2.0, n=5)
+    other = rows("2024-06-28", "c", 3.0, 4, model="other:1")
+    T.publish(wh, "forecasts", other, "2024-06-28", "other:1", {"run_id": "c", "model": "other:1"})
+    for hhmm, n in (("10:30", 2), ("11:00", 6)):
+        publish(wh, f"2024-06-28 {hhmm}", f"i{hhmm}", 4.0, n=n)
+    want = pd.DataFrame(
+        {
+            "as_of": pd.to_datetime(
+                ["2024-06-27", "2024-06-28", "2024-06-28", "2024-06-28 10:30", "2024-06-28 11:00"],
+                format="ISO8601",
+            ).astype("datetime64[ns]"),
+            "model": [MODEL, "other:1", MODEL, MODEL, MODEL],
+            "rows": [3, 4, 5, 2, 6],
+        }
+    )
+    scanned = T.partitions(wh, scan=True)
+    pd.testing.assert_frame_equal(scanned, want, check_dtype=False)
+    pd.testing.assert_frame_equal(T.partitions(wh), scanned)
+    data = sorted((tmp_path / "out").rglob("*.parquet"))
+    assert len(data) >= 5
+    moved = {p: tmp_path / f"away-{i}.parquet" for i, p in enumerate(data)}
+    for src, dst in moved.items():
+        src.rename(dst)
+    pd.testing.assert_frame_equal(T.partitions(wh), scanned)  # no data file was needed
+    with pytest.raises(OSError):
+        T.partitions(wh, scan=True)
+    for src, dst in moved.items():
+        dst.rename(src)
+    # another engine compacts the day's two intraday runs into one file (our compaction keeps as_of apart)
+    tbl = wh.load("forecasts")
+    both = T.read(wh, "forecasts", model=MODEL)
+    both = both[both["as_of"].dt.hour > 0]
+    merged = pa.Table.from_pandas(both, preserve_index=False).cast(tbl.schema().as_arrow())
+    files = T.data_files_of(T.write_data_files(merged, tbl.metadata, tbl.io.properties, "forecasts"))
+    with tbl.transaction() as tx:
+        tx.delete(T._partition_filter("forecasts", "2024-06-28 10:30", MODEL))
+        tx.delete(T._partition_filter("forecasts", "2024-06-28 11:00", MODEL))
+        with tx.update_snapshot().fast_append() as app:
+            for f in files:
+                app.append_data_file(f)
+    assert T._file_partitions(wh.load("forecasts")) is None  # the metadata cannot tell: the rows are read
+    pd.testing.assert_frame_equal(T.partitions(wh), scanned)
