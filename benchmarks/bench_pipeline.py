@@ -109,6 +109,11 @@ def in_process(url: str, cfg, symbols: list[str], threads: int) -> tuple[float, 
     return t_read, time.perf_counter() - t0
 
 
+def median(items: list, key=None):
+    """The middle item by ``key`` (the upper one of an even count)."""
+    return sorted(items, key=key)[len(items) // 2]
+
+
 def actor_start(spec, concurrency: int, num_cpus: float) -> float:
     """Seconds until ``concurrency`` fresh actors have each imported torch and loaded ``spec``."""
     import ray
@@ -203,7 +208,7 @@ def main() -> None:
             for _ in range(args.repeat):
                 with PeakRSS() as rss:
                     runs.append((*in_process(m.url, cfg, m.healthy, cores), rss.peak))
-            t_read, t_fc, peak = sorted(runs, key=lambda x: x[1])[len(runs) // 2]  # the median forecast
+            t_read, t_fc, peak = median(runs, key=lambda x: x[1])  # the median forecast
             row.update(ip_read=t_read, ip_fc=t_fc, ip_rss=peak, ip_all=[round(r[1], 2) for r in runs])
             print(f"in-process n={row['n']}: {row}", file=sys.stderr, flush=True)
     # one logical CPU beside the actors for the CPU stages (kronos-nightly starts local Ray the same way)
@@ -211,7 +216,7 @@ def main() -> None:
     if args.warmup:  # one small run so worker processes exist: a long-lived cluster's steady state
         run_job(cfgs[0].model_copy(update={"universe": UniverseConfig(symbols=markets[0].healthy[:8])}))
     starts = [actor_start(cfgs[0].model, args.concurrency, cfgs[0].compute.num_cpus) for _ in range(3)]
-    start_s = sorted(starts)[1]
+    start_s = median(starts)
     print(f"actor start: {[round(x, 2) for x in starts]} s", file=sys.stderr, flush=True)
     modes = (("stream", True, None), ("barrier", False, None), ("groupby", True, 0))
     for cfg, row in zip(cfgs, results, strict=True):
@@ -223,7 +228,7 @@ def main() -> None:
                     s = run_job(c, stream=stream)
                 runs.append(dict(wall=s.wall_s, rss=rss.peak, stages=s.stage_s, forecast=s.assets_forecast))
                 runs[-1]["shards"] = s.read_shards
-            row[mode] = sorted(runs, key=lambda x: x["wall"])[len(runs) // 2]  # the median run
+            row[mode] = median(runs, key=lambda x: x["wall"])
             row[mode]["all"] = [round(r["wall"], 2) for r in runs]
             print(f"ray {mode} n={row['n']}: {row[mode]}", file=sys.stderr, flush=True)
         row["forecast"] = row["stream"]["forecast"]

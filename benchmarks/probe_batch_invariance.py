@@ -67,13 +67,18 @@ def main() -> None:
 
         q, k, v = torch.randn(1, H, 1, HD), torch.randn(1, H, S, HD), torch.randn(1, H, S, HD)
 
-        def sdpa_step(smax: int, rows: int) -> torch.Tensor:
+        def batch_with_row0(rows: int, slots: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """Random queries and key/value buffers of ``slots`` slots, row 0 holding the probed q, k, v."""
             kk, vv, qq = (
-                torch.randn(rows, H, smax, HD),
-                torch.randn(rows, H, smax, HD),
+                torch.randn(rows, H, slots, HD),
+                torch.randn(rows, H, slots, HD),
                 torch.randn(rows, H, 1, HD),
             )
             kk[0, :, :S], vv[0, :, :S], qq[0] = k[0], v[0], q[0]
+            return kk, vv, qq
+
+        def sdpa_step(smax: int, rows: int) -> torch.Tensor:
+            kk, vv, qq = batch_with_row0(rows, smax)
             mask = torch.ones(rows, 1, 1, smax, dtype=torch.bool)
             mask[0, :, :, S:] = False
             return F.scaled_dot_product_attention(qq, kk, vv, attn_mask=mask)[0:1]
@@ -87,12 +92,7 @@ def main() -> None:
         report("SDPA decode step, same keys, other rows (2-64)", alone, [sdpa_step(S, r) for r in (2, 8, 64)])
 
         def manual_step(rows: int, cap: int) -> torch.Tensor:
-            kk, vv, qq = (
-                torch.randn(rows, H, cap, HD),
-                torch.randn(rows, H, cap, HD),
-                torch.randn(rows, H, 1, HD),
-            )
-            kk[0, :, :S], vv[0, :, :S], qq[0] = k[0], v[0], q[0]
+            kk, vv, qq = batch_with_row0(rows, cap)
             valid = torch.arange(cap).view(1, 1, 1, cap) < S
             scores = ((qq @ kk.transpose(-1, -2)) / HD**0.5).masked_fill(~valid, float("-inf"))
             return (scores.softmax(-1) @ vv)[0:1]

@@ -40,6 +40,7 @@ __all__ = [
     "plan_read",
     "plan_iceberg_read",
     "read_files",
+    "file_columns",
     "read_shard",
     "shard_of",
     "window_assets",
@@ -374,7 +375,7 @@ def read_files(
         t = with_retries(go, f"read {path}", storage.retries)
         symbol = pc.fill_null(t["symbol"].cast(pa.string()), "")
         row = np.arange(t.num_rows)  # the row's place in the file: delivery order, before any filter
-        if shard is not None:
+        if shard is not None and shard[1] > 1:
             mine = pa.array(shard_of(symbol, shard[1]) == shard[0])
             t, symbol, row = t.filter(mine), symbol.filter(mine), row[mine.to_numpy(zero_copy_only=False)]
         ts, issue = _row_issues(t["timestamp"])
@@ -397,6 +398,12 @@ def read_files(
     else:
         out = [one(f) for f in files]
     return pa.concat_tables(out) if out else _READ_SCHEMA.empty_table()
+
+
+def file_columns(files: list[dict], iceberg: dict | None = None) -> dict[str, list]:
+    """A plan's files as the column batch ``read_files`` takes (``task`` too for an Iceberg input)."""
+    keys = ("path", "rank", "row_groups", *(("task",) if iceberg is not None else ()))
+    return {k: [f[k] for f in files] for k in keys}
 
 
 def window_assets(t: pa.Table, lookback: int, block_assets: int) -> Iterator[pa.Table]:
@@ -435,8 +442,7 @@ def read_shard(
     keep the rows of this shard's symbols, window them. Each asset's rows are all in one task, so no
     exchange between tasks is needed; the price is that every task decodes every planned row group, so the
     job uses it for windows of modest size (``pipeline.job.read_shards``)."""
-    keys = ("path", "rank", "row_groups", *(("task",) if iceberg is not None else ()))
-    cols = {k: [f[k] for f in files] for k in keys}
+    cols = file_columns(files, iceberg)
     for k in batch["shard"]:
         t = read_files(cols, url, storage, start, end, universe, iceberg, (int(k), n_shards), threads)
         yield from window_assets(t, lookback, block_assets)
@@ -493,8 +499,7 @@ def read_bars(
     caller beside the job (the flows' scoring and freshness checks) reads exactly what the job would. Rows
     without a usable timestamp or symbol are left out here (the job quarantines them)."""
     plan = plan_read(url, layout, storage, start, end, universe)
-    batch = {k: [f[k] for f in plan.files] for k in ("path", "rank", "row_groups")}
-    t = read_files(batch, url, storage, start, end, universe)
+    t = read_files(file_columns(plan.files), url, storage, start, end, universe)
     ok = pc.and_(pc.equal(t["_issue"], ""), pc.not_equal(t["symbol"], ""))
     df = t.filter(ok).sort_by("_ord").to_pandas()
     return df[columns] if columns is not None else df.drop(columns=["_ord", "_issue"])

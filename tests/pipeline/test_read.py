@@ -9,14 +9,13 @@ import pytest
 from kronos_core import MarketCalendar
 from pipeline import write_synthetic_market
 from pipeline.config import StorageConfig
-from pipeline.read import plan_read, read_files
+from pipeline.read import file_columns, plan_read, read_files
 
 ST = StorageConfig()
 
 
 def _read(plan, url, start, end, universe):
-    b = {k: [f[k] for f in plan.files] for k in ("path", "rank", "row_groups")}
-    return read_files(b, url, ST, start, end, universe).to_pandas()
+    return read_files(file_columns(plan.files), url, ST, start, end, universe).to_pandas()
 
 
 def test_date_layout_prunes_partitions_and_never_reads_after_as_of(market):
