@@ -142,20 +142,55 @@ def generate(
     gen = torch.gather(hist, 1, pos.unsqueeze(-1).expand(-1, -1, 2))  # (R, P, 2)
 
     # Decode once at the end over the last min(L + P, C) tokens, positions from 0; keep the last P rows.
-    width = min(lmax + p, c)
-    wlen = (rows_len + p).clamp(max=c)
-    start = rows_len + p - wlen
-    decoded = torch.empty(r, p, 6, device=device, dtype=torch.float32)
-    for a in range(0, r, decode_chunk):
-        sl = slice(a, min(a + decode_chunk, r))
-        win = _gather_windows(hist[sl], start[sl], width)
-        z = tokenizer.decode(win[..., 0], win[..., 1]).float()
-        last = (wlen[sl] - p).unsqueeze(1) + torch.arange(p, device=device).unsqueeze(0)
-        decoded[sl] = torch.gather(z, 1, last.unsqueeze(-1).expand(-1, -1, 6))
+    if cache == "reference" or p > c:
+        decoded = _decode_windows(tokenizer, hist, rows_len, p, c, decode_chunk)
+    else:
+        decoded = _decode_after_lookback(tokenizer, hist, lens, s, p, c, decode_chunk)
     # back to input order (series-major, paths inner)
     inv = torch.empty_like(row_order)
     inv[row_order] = torch.arange(r, device=device)
     return Generated(tokens=gen[inv].cpu(), decoded=decoded[inv].cpu())
+
+
+def _decode_windows(tokenizer, hist, rows_len, p, c, chunk) -> torch.Tensor:
+    """The simple decode: each path's whole window through the tokenizer's decoder (R, P, 6)."""
+    r, device = hist.shape[0], hist.device
+    width = min(int(rows_len.max()) + p, c)
+    wlen = (rows_len + p).clamp(max=c)
+    start = rows_len + p - wlen
+    decoded = torch.empty(r, p, 6, device=device, dtype=torch.float32)
+    for a in range(0, r, chunk):
+        sl = slice(a, min(a + chunk, r))
+        win = _gather_windows(hist[sl], start[sl], width)
+        z = tokenizer.decode(win[..., 0], win[..., 1]).float()
+        last = (wlen[sl] - p).unsqueeze(1) + torch.arange(p, device=device).unsqueeze(0)
+        decoded[sl] = torch.gather(z, 1, last.unsqueeze(-1).expand(-1, -1, 6))
+    return decoded
+
+
+def _decode_after_lookback(tokenizer, hist, lens, s, p, c, chunk) -> torch.Tensor:
+    """The same rows as :func:`_decode_windows`, but a window's lookback part (identical for a series'
+    paths) goes through the causal decoder once per series; only the P generated tokens run per path.
+    Measured (random:small, 64 series x 8 paths, lookback 256, pred 24): 5x less decoder work."""
+    r, device = hist.shape[0], hist.device
+    n = len(lens)
+    lens_t = torch.tensor(lens, device=device)
+    pre_len = (lens_t + p).clamp(max=c) - p  # lookback tokens inside each series' window (>= 0 as p <= c)
+    decoded = torch.empty(r, p, 6, device=device, dtype=torch.float32)
+    per = max(1, chunk // (4 * s))  # series per chunk: the prefix K/V is copied per path (bounded memory)
+    for a in range(0, n, per):
+        b = min(a + per, n)
+        rows = slice(a * s, b * s)
+        width = int(pre_len[a:b].max())
+        pre = _gather_windows(hist[rows][::s], lens_t[a:b] - pre_len[a:b], max(width, 1))
+        new = hist[rows][
+            torch.arange((b - a) * s, device=device).unsqueeze(1),
+            lens_t[a:b].repeat_interleave(s).unsqueeze(1) + torch.arange(p, device=device),
+        ]
+        decoded[rows] = tokenizer.decode_after_prefix(
+            pre[..., 0], pre[..., 1], pre_len[a:b], new[..., 0], new[..., 1]
+        ).float()
+    return decoded
 
 
 def _sample_s1(model, h_last, params, keys, i):

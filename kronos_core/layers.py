@@ -13,6 +13,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from .invariant import Linear, attention
+
 __all__ = [
     "RMSNorm",
     "FeedForward",
@@ -41,9 +43,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, ff_dim: int, dropout: float = 0.0):
         super().__init__()
-        self.w1 = nn.Linear(d_model, ff_dim, bias=False)
-        self.w3 = nn.Linear(d_model, ff_dim, bias=False)
-        self.w2 = nn.Linear(ff_dim, d_model, bias=False)
+        self.w1 = Linear(d_model, ff_dim, bias=False)
+        self.w3 = Linear(d_model, ff_dim, bias=False)
+        self.w2 = Linear(ff_dim, d_model, bias=False)
         self.ffn_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,16 +83,20 @@ class SelfAttention(nn.Module):
     """Causal multi-head self-attention with RoPE and an optional preallocated KV cache.
 
     Dropout (attention weights, then the output projection) applies in training mode only, as upstream;
-    the cached ``step`` path is inference-only."""
+    the cached ``step`` path is inference-only. With ``batch_invariant`` (the default) inference attends
+    through :func:`~kronos_core.invariant.attention`, whose rows do not depend on the batch; off (or in
+    training) through ``scaled_dot_product_attention``."""
+
+    batch_invariant = True
 
     def __init__(self, d_model: int, n_heads: int, attn_dropout: float = 0.0, resid_dropout: float = 0.0):
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_proj = Linear(d_model, d_model)
+        self.k_proj = Linear(d_model, d_model)
+        self.v_proj = Linear(d_model, d_model)
+        self.out_proj = Linear(d_model, d_model)
         self.rotary = Rotary(self.head_dim)
         self.attn_dropout_p = attn_dropout
         self.resid_dropout = nn.Dropout(resid_dropout)
@@ -118,8 +124,11 @@ class SelfAttention(nn.Module):
         if kv_out is not None:
             kv_out[0][:, :, :t].copy_(k)
             kv_out[1][:, :, :t].copy_(v)
-        drop = self.attn_dropout_p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        if self.batch_invariant and not self.training:
+            out = attention(q, k, v, causal=True)
+        else:
+            drop = self.attn_dropout_p if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         return self.resid_dropout(self.out_proj(out.transpose(1, 2).reshape(b, t, d)))
 
     def step(
@@ -132,21 +141,24 @@ class SelfAttention(nn.Module):
         slot: torch.Tensor,
         mask: torch.Tensor,
     ) -> torch.Tensor:
-        """One new token per row: x (B, 1, d), cos/sin (B, 1, 1, hd) at each row's position.
+        """Tq new tokens per row (1 in a generation step): x (B, Tq, d), cos/sin (B, 1, Tq, hd) at their
+        positions.
 
-        Writes K/V at ``slot`` (B,) of the caches (B, H, S, hd), then attends over the slots that
-        ``mask`` (B, 1, 1, S') marks valid, S' <= S.
+        Writes K/V at ``slot`` (B,) or (B, Tq) of the caches (B, H, S, hd), then attends over the slots that
+        ``mask`` (B, 1, Tq, S') marks valid, S' <= S.
         """
-        b = x.shape[0]
+        b, tq, _ = x.shape
         q = apply_rope(self._heads(self.q_proj(x)), cos, sin)
         k = apply_rope(self._heads(self.k_proj(x)), cos, sin)
         v = self._heads(self.v_proj(x))
-        rows = torch.arange(b, device=x.device)
-        k_cache[rows, :, slot] = k[:, :, 0]
-        v_cache[rows, :, slot] = v[:, :, 0]
+        rows = torch.arange(b, device=x.device).unsqueeze(1)
+        slot = slot.view(b, tq)
+        k_cache[rows, :, slot] = k.transpose(1, 2)  # (B, Tq, H, hd) into (B, H, S, hd) at each row's slots
+        v_cache[rows, :, slot] = v.transpose(1, 2)
         s = mask.shape[-1]
-        out = F.scaled_dot_product_attention(q, k_cache[:, :, :s], v_cache[:, :, :s], attn_mask=mask)
-        return self.out_proj(out.transpose(1, 2).reshape(b, 1, -1))
+        attend = attention if self.batch_invariant else F.scaled_dot_product_attention
+        out = attend(q, k_cache[:, :, :s], v_cache[:, :, :s], mask)
+        return self.out_proj(out.transpose(1, 2).reshape(b, tq, -1))
 
 
 class TransformerBlock(nn.Module):

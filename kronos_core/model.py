@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import KronosConfig
+from .invariant import Linear, attention
 from .layers import (
     RMSNorm,
     Rotary,
@@ -38,7 +39,7 @@ class HierarchicalEmbedding(nn.Module):
         self.d_model = cfg.d_model
         self.emb_s1 = nn.Embedding(2**cfg.s1_bits, cfg.d_model)
         self.emb_s2 = nn.Embedding(2**cfg.s2_bits, cfg.d_model)
-        self.fusion_proj = nn.Linear(2 * cfg.d_model, cfg.d_model)
+        self.fusion_proj = Linear(2 * cfg.d_model, cfg.d_model)
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
         scale = math.sqrt(self.d_model)
@@ -92,14 +93,16 @@ class CrossAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int):
         super().__init__()
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_proj = Linear(d_model, d_model)
+        self.k_proj = Linear(d_model, d_model)
+        self.v_proj = Linear(d_model, d_model)
+        self.out_proj = Linear(d_model, d_model)
         self.rotary = Rotary(self.head_dim)  # position 0 only: the identity, kept for checkpoint keys
 
 
 class DependencyAwareLayer(nn.Module):
+    batch_invariant = True  # inference cross-attention through invariant.attention (see SelfAttention)
+
     def __init__(self, d_model: int):
         super().__init__()
         self.cross_attn = CrossAttention(d_model, DEP_HEADS)
@@ -125,7 +128,8 @@ class DependencyAwareLayer(nn.Module):
         a = self.cross_attn
         b, d = h_last.shape
         q = a.q_proj(s1_embed).view(b, 1, a.n_heads, a.head_dim).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        attend = attention if self.batch_invariant else F.scaled_dot_product_attention
+        out = attend(q, k, v, mask)
         out = a.out_proj(out.transpose(1, 2).reshape(b, d))
         return self.norm(h_last + out)
 
@@ -147,8 +151,8 @@ class DependencyAwareLayer(nn.Module):
 class DualHead(nn.Module):
     def __init__(self, cfg: KronosConfig):
         super().__init__()
-        self.proj_s1 = nn.Linear(cfg.d_model, 2**cfg.s1_bits)
-        self.proj_s2 = nn.Linear(cfg.d_model, 2**cfg.s2_bits)
+        self.proj_s1 = Linear(cfg.d_model, 2**cfg.s1_bits)
+        self.proj_s2 = Linear(cfg.d_model, 2**cfg.s2_bits)
 
 
 class Kronos(PretrainedMixin, nn.Module):

@@ -14,6 +14,7 @@ from torch import nn
 
 from .bsq import bsq_quantize
 from .config import TokenizerConfig
+from .invariant import Linear
 from .layers import TransformerBlock, rope_tables, run_blocks
 from .loading import PretrainedMixin
 
@@ -41,8 +42,8 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
         c = config
         self.s1_bits, self.s2_bits = c.s1_bits, c.s2_bits
         self.codebook_dim = c.codebook_dim
-        self.embed = nn.Linear(c.d_in, c.d_model)
-        self.head = nn.Linear(c.d_model, c.d_in)
+        self.embed = Linear(c.d_in, c.d_model)
+        self.head = Linear(c.d_model, c.d_in)
         # upstream builds n_layers - 1 blocks on each side
         drop = (c.ffn_dropout_p, c.attn_dropout_p, c.resid_dropout_p)
         self.encoder = nn.ModuleList(
@@ -51,9 +52,9 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
         self.decoder = nn.ModuleList(
             TransformerBlock(c.d_model, c.n_heads, c.ff_dim, *drop) for _ in range(c.n_dec_layers - 1)
         )
-        self.quant_embed = nn.Linear(c.d_model, self.codebook_dim)
-        self.post_quant_embed_pre = nn.Linear(c.s1_bits, c.d_model)  # the coarse (s1-only) decode: training
-        self.post_quant_embed = nn.Linear(self.codebook_dim, c.d_model)
+        self.quant_embed = Linear(c.d_model, self.codebook_dim)
+        self.post_quant_embed_pre = Linear(c.s1_bits, c.d_model)  # the coarse (s1-only) decode: training
+        self.post_quant_embed = Linear(self.codebook_dim, c.d_model)
         self.tokenizer = _BSQBuffers(self.codebook_dim, c.group_size)
         self.gradient_checkpointing = False  # training: recompute block activations in the backward pass
 
@@ -97,6 +98,49 @@ class KronosTokenizer(PretrainedMixin, nn.Module):
         m2 = 2 ** torch.arange(self.s2_bits, device=s2.device, dtype=torch.int64)
         bits = torch.cat([(s1.unsqueeze(-1) & m1) != 0, (s2.unsqueeze(-1) & m2) != 0], dim=-1)
         return (bits.float() * 2 - 1) * (1.0 / self.codebook_dim**0.5)
+
+    @torch.no_grad()
+    def decode_after_prefix(
+        self,
+        pre_s1: torch.Tensor,
+        pre_s2: torch.Tensor,
+        pre_len: torch.Tensor,
+        s1: torch.Tensor,
+        s2: torch.Tensor,
+    ) -> torch.Tensor:
+        """Decode P new tokens per path after a prefix its series' paths share (the decoder is causal, so
+        the prefix's keys and values are computed once per series, not once per path).
+
+        Args:
+            pre_s1, pre_s2: (N, Tp) prefix ids, right-padded; series j's prefix is its first pre_len[j].
+            pre_len: (N,) int64 prefix lengths (>= 0).
+            s1, s2: (N * paths, P) the new ids, series-major (series j owns rows j*paths ... j*paths+paths-1).
+        Returns (N * paths, P, 6): per path, the rows ``decode`` gives for the last P positions of the window
+        prefix + new tokens (equal to float rounding; with the batch-invariant kernels, whatever the batch).
+        """
+        n, tp = pre_s1.shape
+        r, p = s1.shape
+        paths = r // n
+        slots = tp + p
+        x = self.post_quant_embed(self.tokens_to_codes(s1, s2).to(self.post_quant_embed.weight.dtype))
+        if len(self.decoder) == 0:
+            return self.head(x)
+        cos, sin = self._rope(self.decoder, slots, self.post_quant_embed.weight.dtype)
+        caches = []
+        z = self.post_quant_embed(self.tokens_to_codes(pre_s1, pre_s2).to(self.post_quant_embed.weight.dtype))
+        for block in self.decoder:  # prefix pass, once per series: fills each block's K/V slots 0..Tp-1
+            a = block.self_attn
+            kc = z.new_zeros(n, a.n_heads, slots, a.head_dim)
+            vc = torch.zeros_like(kc)
+            z = block(z, cos[:tp], sin[:tp], (kc, vc))
+            caches.append((kc.repeat_interleave(paths, 0), vc.repeat_interleave(paths, 0)))
+        pos = pre_len.repeat_interleave(paths).unsqueeze(1) + torch.arange(p, device=s1.device)  # (R, P)
+        keys = torch.arange(slots, device=s1.device)
+        mask = (keys.view(1, 1, slots) <= pos.unsqueeze(-1)).unsqueeze(1)  # (R, 1, P, slots): prefix + causal
+        cos_r, sin_r = cos[pos].unsqueeze(1), sin[pos].unsqueeze(1)  # (R, 1, P, hd)
+        for block, (kc, vc) in zip(self.decoder, caches, strict=True):
+            x = block.step(x, cos_r, sin_r, kc, vc, pos, mask)
+        return self.head(x)
 
     @torch.no_grad()
     def decode(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:

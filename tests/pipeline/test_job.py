@@ -169,7 +169,7 @@ def test_rerun_replaces_only_its_partition_after_actor_kill(runs):
     cols = ["symbol", "step", "close", "close_q50", "p_up"]
     a = runs["first_rows"][cols].sort_values(["symbol", "step"]).reset_index(drop=True)
     b = fc[cols].sort_values(["symbol", "step"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)  # bit for bit: batch-invariant generation
     everything = T.read(wh, "forecasts")
     assert len(everything) == n_ok * 4 + runs["earlier"].rows_written
     # the first run's partition is still there for audit, as the first run left it
@@ -190,7 +190,8 @@ def test_read_paths_and_barrier_give_the_same_tables(runs, market, tmp_path, str
     assert s.streamed == stream and ("read_validate" in s.stage_s) == (not stream)
     assert s.read_shards == (1 if shards is None else shards)
     cols = ["symbol", "step", "timestamp", "close", "close_q10", "close_q90", "p_up", "lag_bars"]
-    pd.testing.assert_frame_equal(runs["first_rows"][cols], read_partition(out, "forecasts", AS_OF)[cols])
+    got = read_partition(out, "forecasts", AS_OF)[cols]
+    pd.testing.assert_frame_equal(runs["first_rows"][cols], got, check_exact=True)
     a = read_partition(runs["out"], "rejected", AS_OF).set_index("symbol")["reject_reason"]
     b = read_partition(out, "rejected", AS_OF).set_index("symbol")["reject_reason"]
     pd.testing.assert_series_equal(a.sort_index(), b.sort_index())
