@@ -16,7 +16,10 @@ count. Measured on x86_64, torch 2.13.0 (MKL sgemm, 1-16 threads; ``benchmarks/p
   prefill's with the batch's padded length. :func:`attention` is the plain masked matmul-softmax: the
   scores are dot products over the head dimension, masked keys contribute exact zeros to the softmax sum
   and to the weighted sum of values, so a row's output is the same for any key capacity, padded length,
-  batch or thread count (measured bit-identical at every capacity from the valid length to 1024).
+  batch or thread count (measured bit-identical at every capacity from the valid length to 1024), provided
+  its two batched products stay in one kernel class: they take other kernels below 12 query rows (4 and 8
+  rows differ from 12 and more) and below 12 keys. So multi-token queries are padded to a multiple of 4,
+  at least 16, and fewer than 16 keys are padded with keys nobody sees; one-query steps need no padding.
 
 Normalisations (RMSNorm, L2), embeddings, RoPE and the element-wise ops are per row already. The sampler
 (softmax, cumsum, searchsorted over each row's logits) is too. CUDA is not covered by these measurements:
