@@ -5,7 +5,7 @@ Tiers (markers, declared in pyproject.toml):
 - ``unit``: no Ray, no Prefect API, no server process; set automatically on every test that uses none of
   the fixtures in ``INTEGRATION_FIXTURES``. ``pytest -m unit`` runs in well under a minute.
 - ``integration``: everything else in the default run (real Ray, Prefect, Serve, S3 servers).
-- ``slow``, ``weights``, ``cuda``: opt-in tiers (see the README).
+- ``slow``, ``browser``, ``weights``, ``cuda``: opt-in tiers (see the README).
 
 Strict mode (``KRONOS_STRICT_TIERS=1``, set by ``.ci/run``): a skipped test fails instead, unless it is marked
 ``cuda`` or ``weights``. A missing oracle, Ray, Prefect or S3 server binary then turns CI red instead of
@@ -74,9 +74,9 @@ def free_port(also_plus: int | None = None) -> int:
 
 def pytest_collection_modifyitems(config, items):
     """Mark each default-tier test unit or integration (by the fixtures it uses); run the unit tests first.
-    Opt-in tiers (slow, weights, cuda) get neither, so ``-m unit`` never pulls them in."""
+    Opt-in tiers (slow, browser, weights, cuda) get neither, so ``-m unit`` never pulls them in."""
     for item in items:
-        if any(item.get_closest_marker(m) for m in ("slow", "integration", *OPTIONAL_MARKERS)):
+        if any(item.get_closest_marker(m) for m in ("slow", "browser", "integration", *OPTIONAL_MARKERS)):
             continue
         uses = set(getattr(item, "fixturenames", ()))
         item.add_marker(pytest.mark.integration if uses & INTEGRATION_FIXTURES else pytest.mark.unit)
