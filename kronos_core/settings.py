@@ -21,6 +21,14 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _DEVICE_HELP = "use 'auto' (CUDA when this process has a GPU, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
+def _meta(description: str, **schema) -> dict:
+    """A field's metadata: its description and the JSON-schema bounds of the values ``__post_init__``
+    accepts. pydantic shows both in the forms' schema (the flows' UI refuses an out-of-range value before
+    a run starts); the checks stay in ``__post_init__`` (one message, from this module, everywhere), and
+    tests/flows/test_params_schema.py checks that every bound here agrees with them."""
+    return {"description": description, **({"json_schema_extra": schema} if schema else {})}
+
+
 def check_device_name(device) -> None:
     """A device *name* is well formed (availability is checked when loading, in the process that runs it)."""
     if not isinstance(device, str) or not _DEVICE.match(device):
@@ -39,21 +47,22 @@ class SamplingParams:
     """
 
     temperature: float = field(
-        default=defaults.TEMPERATURE, metadata={"description": "softmax temperature (> 0)"}
+        default=defaults.TEMPERATURE, metadata=_meta("softmax temperature (> 0)", exclusiveMinimum=0)
     )
     top_k: int = field(
         default=defaults.TOP_K,
-        metadata={"description": "keep the k most likely tokens; 0 = off, 1 = greedy; wins over top_p"},
+        metadata=_meta("keep the k most likely tokens; 0 = off, 1 = greedy; wins over top_p", minimum=0),
     )
     top_p: float = field(
-        default=defaults.TOP_P, metadata={"description": "nucleus sampling mass in (0, 1]; 1 = off"}
+        default=defaults.TOP_P,
+        metadata=_meta("nucleus sampling mass in (0, 1]; 1 = off", exclusiveMinimum=0, maximum=1),
     )
     sample_count: int = field(
         default=defaults.SAMPLE_COUNT,
-        metadata={"description": "sample paths per series (quantiles and p_up come from them)"},
+        metadata=_meta("sample paths per series (quantiles and p_up come from them)", minimum=1),
     )
     seed: int = field(
-        default=defaults.SEED, metadata={"description": "with the symbol, fixes every path of a series"}
+        default=defaults.SEED, metadata=_meta("with the symbol, fixes every path of a series", minimum=0)
     )
 
     __pydantic_config__ = {"extra": "forbid"}  # read by pydantic at the boundaries (no import here)
@@ -95,29 +104,33 @@ class PredictorSpec:
     tokenizer_revision: str | None = field(default=None, metadata={"description": "hub revision to pin"})
     device: str = field(
         default=defaults.DEVICE,
-        metadata={
-            "description": "auto (CUDA when this process has a GPU, else CPU), cpu, cuda, cuda:N or mps"
-        },
+        metadata=_meta(
+            "auto (CUDA when this process has a GPU, else CPU), cpu, cuda, cuda:N or mps",
+            pattern=_DEVICE.pattern,
+        ),
     )
     dtype: str = field(
-        default=defaults.DTYPE, metadata={"description": "float32 (equals upstream), bfloat16 or float16"}
+        default=defaults.DTYPE,
+        metadata=_meta("float32 (equals upstream), bfloat16 or float16", enum=list(DTYPE_NAMES)),
     )
     max_context: int | None = field(
         default=None,
-        metadata={
-            "description": "window in tokens; empty = the "
-            "model's published context (Kronos-mini 2048, small/base 512)"
-        },
+        metadata=_meta(
+            "window in tokens; empty = the model's published context (Kronos-mini 2048, small/base 512)",
+            minimum=1,
+        ),
     )
     cache: str = field(
         default=defaults.CACHE,
-        metadata={
-            "description": "exact (equals upstream), rolling "
-            "(faster, differs after the window slides) or reference (slow, for checks)"
-        },
+        metadata=_meta(
+            "exact (equals upstream), rolling (faster, differs after the window slides) or reference "
+            "(slow, for checks)",
+            enum=list(CACHE_MODES),
+        ),
     )
     batch_size: int = field(
-        default=128, metadata={"description": "sample paths per generation batch (bounds KV-cache memory)"}
+        default=128,
+        metadata=_meta("sample paths per generation batch (bounds KV-cache memory)", minimum=1),
     )
 
     __pydantic_config__ = {"extra": "forbid"}  # read by pydantic where configs embed this (no import here)

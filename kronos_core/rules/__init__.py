@@ -31,9 +31,16 @@ from .candles import (
     fill_values,
     forecast_flags,
 )
-from .frequency import FREQUENCY_EXAMPLES, Frequency, parse_frequency
+from .frequency import FREQUENCIES, FREQUENCY_EXAMPLES, Frequency, parse_frequency
 from .issues import Issue, RuleError, raise_first
-from .quantiles import DEFAULT_QUANTILES, check_quantile_levels, quantile_column, quantile_level_of
+from .quantiles import (
+    DEFAULT_QUANTILES,
+    MAX_QUANTILE_LEVELS,
+    check_quantile_levels,
+    quantile_column,
+    quantile_level_of,
+    quantile_levels_schema,
+)
 from .timestamps import TIMESTAMP_MAX, TIMESTAMP_MIN, as_stamps, in_range_mask, order_issues, range_issue
 
 _LAZY = {
@@ -51,10 +58,12 @@ __all__ = [
     "DEFAULT_MAX_PRICE_RATIO",
     "DEFAULT_QUANTILES",
     "FIELDS",
+    "FREQUENCIES",
     "FREQUENCY_EXAMPLES",
     "Frequency",
     "Issue",
     "MAX_ABS_VALUE",
+    "MAX_QUANTILE_LEVELS",
     "MarketCalendar",
     "PRICE_FIELDS",
     "RuleError",
@@ -72,6 +81,7 @@ __all__ = [
     "parse_frequency",
     "quantile_column",
     "quantile_level_of",
+    "quantile_levels_schema",
     "raise_first",
     "range_issue",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .. import defaults
-from .frequency import Frequency, parse_frequency
+from .frequency import FREQUENCIES, Frequency, parse_frequency
 from .issues import Issue, RuleError
 from .timestamps import fmt_stamp
 
@@ -127,7 +127,13 @@ class MarketCalendar:
         },
     )
     freq: str = field(
-        default="1d", metadata={"description": "bar frequency: 1min ... 30min, 1h ... 12h, 1d, 1w, 1mo"}
+        default="1d",
+        metadata={
+            "description": "bar frequency: 1min ... 30min, 1h ... 12h, 1d, 1w, 1mo",
+            # the forms offer the canonical names; Python callers and job files may also use an alias
+            # ('5 mins', '60min', 'D'), which __post_init__ turns into its canonical name
+            "json_schema_extra": {"enum": list(FREQUENCIES)},
+        },
     )
     timezone: str | None = field(
         default=None, metadata={"description": "FX only: the wall clock of the stamps (default UTC)"}

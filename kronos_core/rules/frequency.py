@@ -1,7 +1,8 @@
 """Bar frequencies: one vocabulary and one parser, used by the job, serving, the CLI and the tests.
 
-Canonical names: ``<n>min`` (n divides a day: 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 min), ``<n>h`` (1, 2, 3,
-4, 6, 8, 12 h), ``1d``, ``1w``, ``1mo``. Spellings accepted (case-insensitive): ``min/mins/minute/t``,
+Canonical names (``FREQUENCIES``, the choices of every form): ``<n>min`` for any n that divides a day (1, 2,
+3, 4, 5, 6, 10, 12, 15, 20, 30, 45, 90 min, ...), ``<n>h`` where that is whole hours (1, 2, 3, 4, 6, 8, 12 h),
+``1d``, ``1w``, ``1mo``. Spellings accepted (case-insensitive): ``min/mins/minute/t``,
 ``h/hr/hour``, ``d/day``, ``w/wk/week``, ``mo/mon/month``; ``60min`` reads as ``1h``. A bare ``m`` is
 refused: it means minutes to some tools and months to others.
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from .issues import Issue, RuleError
 
-__all__ = ["Frequency", "parse_frequency", "FREQUENCY_EXAMPLES"]
+__all__ = ["Frequency", "parse_frequency", "FREQUENCIES", "FREQUENCY_EXAMPLES"]
 
 FREQUENCY_EXAMPLES = ("1min", "5min", "15min", "30min", "1h", "4h", "1d", "1w", "1mo")
 _UNITS = {
@@ -86,6 +87,12 @@ class Frequency:
     def approx_days(self) -> float:
         """Rough calendar days per bar (for sizing look-back windows)."""
         return {"min": self.n / _DAY_MIN, "d": 1.0, "w": 7.0, "mo": 30.5}[self.unit]
+
+
+# every canonical name parse_frequency returns, shortest bar first: intraday bars divide a day evenly
+FREQUENCIES: tuple[str, ...] = tuple(
+    Frequency(n, "min").name for n in range(1, _DAY_MIN) if _DAY_MIN % n == 0
+) + ("1d", "1w", "1mo")
 
 
 def _bad(text, why: str) -> RuleError:

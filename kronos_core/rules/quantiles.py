@@ -10,6 +10,7 @@ __all__ = [
     "DEFAULT_QUANTILES",
     "MAX_QUANTILE_LEVELS",
     "check_quantile_levels",
+    "quantile_levels_schema",
     "quantile_column",
     "quantile_level_of",
 ]
@@ -17,17 +18,32 @@ __all__ = [
 # five levels: the scorecard's CRPS approximation needs more than the three of a q10/q50/q90 band
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 MAX_QUANTILE_LEVELS = 99
+_LO, _HI = 0.0, 1.0  # levels lie strictly between
 
 
-def check_quantile_levels(levels: Iterable[float], field: str = "quantiles") -> tuple[float, ...]:
-    """Sorted, unique levels in (0, 1); raises ``RuleError`` (a ValueError) naming the bad level."""
+def quantile_levels_schema(min_levels: int = 0) -> dict:
+    """The JSON schema of a list of levels that ``check_quantile_levels`` accepts (for the forms: pydantic's
+    ``json_schema_extra``), so a form or an API refuses what the check would refuse, from the same numbers."""
+    return {
+        "items": {"type": "number", "exclusiveMinimum": _LO, "exclusiveMaximum": _HI},
+        "minItems": min_levels,
+        "maxItems": MAX_QUANTILE_LEVELS,
+        "uniqueItems": True,
+    }
+
+
+def check_quantile_levels(
+    levels: Iterable[float], field: str = "quantiles", min_levels: int = 0
+) -> tuple[float, ...]:
+    """Sorted, unique levels in (0, 1), at least ``min_levels`` and at most ``MAX_QUANTILE_LEVELS`` of
+    them; raises ``RuleError`` (a ValueError) naming the bad level."""
     if isinstance(levels, (str, bytes)):
         raise RuleError(
             Issue("bad_quantiles", f"{field} must be a list of levels in (0, 1), got {levels!r}", field)
         )
     out = []
     for i, q in enumerate(levels):
-        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < float(q) < 1.0:
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not _LO < float(q) < _HI:
             raise RuleError(
                 Issue(
                     "bad_quantiles",
@@ -45,6 +61,10 @@ def check_quantile_levels(levels: Iterable[float], field: str = "quantiles") -> 
     if len(out) > MAX_QUANTILE_LEVELS:
         raise RuleError(
             Issue("bad_quantiles", f"{field}: {len(out)} levels; at most {MAX_QUANTILE_LEVELS}", field)
+        )
+    if len(out) < min_levels:
+        raise RuleError(
+            Issue("bad_quantiles", f"{field}: {len(out)} levels; give at least {min_levels}", field)
         )
     return tuple(sorted(out))
 
