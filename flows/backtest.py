@@ -16,7 +16,7 @@ from . import artifacts as A
 from . import store
 from .charts import png_data_uri, scorecard_png
 from .nightly import IO_RETRIES, SKILL_TITLE, check_input, pick_model, run_forecast_job
-from .params import BacktestParams, NightlyParams
+from .params import BacktestParams, JobSettings
 from .scoring import SCORECARD_COLUMNS, quantile_levels_in, score_cutoff, skill_table, summarize_scorecard
 
 __all__ = ["backtest", "auto_cutoffs"]
@@ -39,24 +39,23 @@ def auto_cutoffs(sessions: list[dt.date], pred_len: int, n: int, every: int) -> 
 def resolve_cutoffs(params: BacktestParams) -> list[dt.date]:
     if params.cutoffs:
         return list(params.cutoffs)
-    job = params.job
     bars = store.read_bars(
-        job.input_url,
-        job.input_layout,
+        params.input_url,
+        params.input_layout,
         dt.date(1970, 1, 1),
         None,
         None,
-        job.storage,
+        params.storage,
         columns=("symbol", "timestamp"),
     )
     sessions = sorted(set(bars["timestamp"].dt.date))
-    out = auto_cutoffs(sessions, job.pred_len, params.n_cutoffs, params.every)
+    out = auto_cutoffs(sessions, params.pred_len, params.n_cutoffs, params.every)
     get_run_logger().info("cutoffs: %s", ", ".join(map(str, out)))
     return out
 
 
 @task(name="score-cutoff", cache_policy=NO_CACHE, **IO_RETRIES)
-def score_one(job: NightlyParams, summary: dict[str, Any], cutoff: dt.date) -> pd.DataFrame:
+def score_one(job: JobSettings, summary: dict[str, Any], cutoff: dt.date) -> pd.DataFrame:
     fc = store.read_forecasts(job.warehouse(), cutoff, summary["model"])
     if fc.empty:
         return pd.DataFrame(columns=SCORECARD_COLUMNS)
@@ -75,7 +74,7 @@ def score_one(job: NightlyParams, summary: dict[str, Any], cutoff: dt.date) -> p
 
 
 @task(name="write-backtest", cache_policy=NO_CACHE, **IO_RETRIES)
-def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[dict[str, Any]]) -> str:
+def write_and_publish(job: JobSettings, card: pd.DataFrame, summaries: list[dict[str, Any]]) -> str:
     """Each scored (cutoff, model) replaces its partition of the scorecard table; returns the table's name."""
     wh = job.warehouse()
     store.write_scorecard(wh, card, source="backtest")
@@ -134,20 +133,19 @@ def write_and_publish(job: NightlyParams, card: pd.DataFrame, summaries: list[di
 
 @flow(name="walk-forward-backtest", log_prints=True)
 def backtest(params: BacktestParams = BacktestParams()) -> dict[str, Any]:
-    """Run the forecast job at each cutoff (for job.model and every model in ``compare``) and score it;
+    """Run the forecast job at each cutoff (for ``model`` and every model in ``compare``) and score it;
     returns the scorecard location and mean metrics per (model, method)."""
     cutoffs = resolve_cutoffs(params)
-    params = params.model_copy(update={"job": pick_model(params.job)})
-    jobs = [params.job] + [
-        params.job.model_copy(update={"model": spec, "model_pointer": None})
+    params = pick_model(params)
+    jobs = [params] + [
+        params.model_copy(update={"model": spec, "model_pointer": None})
         for spec in params.compare
-        if spec != params.job.model  # the registry pointer may name a model that is also listed
+        if spec != params.model  # the registry pointer may name a model that is also listed
     ]
     rows, summaries = [], []
     for cutoff in cutoffs:
-        check_input(params.job, cutoff)
-        for model_job in jobs:
-            job = model_job.model_copy(update={"as_of": cutoff})
+        check_input(params, cutoff)
+        for job in jobs:
             summary = run_forecast_job(job, cutoff)
             summaries.append(summary)
             rows.append(score_one(job, summary, cutoff))
@@ -156,16 +154,16 @@ def backtest(params: BacktestParams = BacktestParams()) -> dict[str, Any]:
         if any(len(r) for r in rows)
         else pd.DataFrame(columns=SCORECARD_COLUMNS)
     )
-    name = write_and_publish(params.job, card, summaries)
+    name = write_and_publish(params, card, summaries)
     mean = summarize_scorecard(card)
     return {
         "cutoffs": [str(c) for c in cutoffs],
-        "warehouse": store.local_or_url(params.job.output_url),
+        "warehouse": store.local_or_url(params.output_url),
         "scorecard_table": name,
         "mean": A.frame_rows(mean),
         "runs": [
             {k: s.get(k) for k in ("run_id", "as_of", "model", "snapshot_id", "assets_forecast")}
             for s in summaries
         ],
-        "chart_dir": store.local_or_url(join(params.job.output_url, "charts")),
+        "chart_dir": store.local_or_url(join(params.output_url, "charts")),
     }

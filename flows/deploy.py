@@ -39,7 +39,7 @@ class Schedule:
     slug: str
     cron: str
     why: str
-    params: dict[str, Any] = field(default_factory=dict)  # NightlyParams overrides for this schedule only
+    params: dict[str, Any] = field(default_factory=dict)  # parameter overrides for this schedule only
     active: bool = True  # False: registered paused; turn it on in the UI (or prefect.yaml) when wanted
 
 
@@ -50,7 +50,7 @@ class Deployment:
     description: str
     tags: tuple[str, ...]
     schedules: tuple[Schedule, ...] = ()
-    nested_job: bool = False  # the job settings sit under params.job (BacktestParams, FinetuneParams)
+    registry_param: str = "model_pointer"  # the parameter the registry entry goes to (finetune: registry)
     warehouse_only: bool = False  # takes the output warehouse only (MaintenanceParams)
 
 
@@ -87,7 +87,6 @@ DEPLOYMENTS = (
         "flows/backtest.py:backtest",
         "Walk-forward backtest over cutoffs; writes the backtest scorecard. Run on demand.",
         ("kronos", "backtest"),
-        nested_job=True,
     ),
     Deployment(
         "finetune",
@@ -96,7 +95,7 @@ DEPLOYMENTS = (
         "candidate into the model registry only if its CRPS is better. Weekly; off until you turn it on.",
         ("kronos", "training"),
         (FINETUNE_SCHEDULE,),
-        nested_job=True,
+        registry_param="registry",
     ),
     Deployment(
         "maintenance",
@@ -111,18 +110,14 @@ DEPLOYMENTS = (
 
 
 def _params(dep: Deployment, job: dict[str, Any], registry: str | None = None) -> dict[str, Any]:
-    """A deployment's parameters: the job settings (with the registry as the model pointer, so every flow
-    forecasts with the promoted model once there is one) and, for finetune, the registry it promotes into."""
-    job = copy.deepcopy(job)
+    """A deployment's parameters (every flow's job settings sit at the top level of its form): the job
+    settings and the registry, as the model pointer (so every flow forecasts with the promoted model once
+    there is one) or, for finetune, as the registry it promotes into (its incumbent is that pointer)."""
+    params = copy.deepcopy(job)
     if dep.warehouse_only:
-        return {"params": {k: v for k, v in job.items() if k == "output_url"}}
+        return {"params": {k: v for k, v in params.items() if k == "output_url"}}
     if registry:
-        job["model_pointer"] = registry
-    if not dep.nested_job:
-        return {"params": job}
-    params: dict[str, Any] = {"job": job}
-    if registry and dep.name == "finetune":
-        params["registry"] = registry
+        params[dep.registry_param] = registry
     return {"params": params}
 
 

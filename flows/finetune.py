@@ -2,7 +2,7 @@
 
 1. period     the cutoff (last session training may read) and the validation period: the ``val_sessions``
               sessions up to it; the backtest cutoffs lie inside it, each with ``pred_len`` realised sessions
-2. incumbent  what forecasts today: the registry's ``current`` pointer, else ``job.model``
+2. incumbent  what forecasts today: the registry's ``current`` pointer, else ``model``
 3. train      ``training.run_training`` from the incumbent's weights on bars up to the cutoff, validation on
               the held-out period; the candidate goes to ``<registry>/runs/<run>/``
 4. backtest   the existing walk-forward backtest on the validation period, once per model, same cutoffs
@@ -32,9 +32,9 @@ from . import store
 from .backtest import auto_cutoffs, backtest
 from .baselines import BOOTSTRAP
 from .charts import png_data_uri
-from .job import job_as_of, resolve_as_of, resolve_model
+from .job import job_as_of, resolve_model
 from .nightly import IO_RETRIES
-from .params import BacktestParams, FinetuneParams
+from .params import BacktestParams, FinetuneParams, JobSettings
 
 __all__ = ["finetune", "validation_period", "decide", "side_by_side", "METRICS"]
 
@@ -99,10 +99,9 @@ def side_by_side(incumbent: list[dict], candidate: list[dict]) -> pd.DataFrame:
 
 @task(name="resolve-period", cache_policy=NO_CACHE)
 def resolve_period(params: FinetuneParams) -> tuple[dt.date, dt.date, list[dt.date]]:
-    job = params.job
-    cutoff = params.cutoff or resolve_as_of(job)
+    cutoff = params.cutoff or params.calendar.last_completed_session()
     val_start, cutoffs = validation_period(
-        job.calendar, cutoff, params.val_sessions, job.pred_len, params.n_cutoffs, params.every
+        params.calendar, cutoff, params.val_sessions, params.pred_len, params.n_cutoffs, params.every
     )
     get_run_logger().info(
         "training reads bars up to %s; validation %s..%s; backtest cutoffs %s",
@@ -116,7 +115,7 @@ def resolve_period(params: FinetuneParams) -> tuple[dt.date, dt.date, list[dt.da
 
 @task(name="resolve-incumbent", cache_policy=NO_CACHE, **IO_RETRIES)
 def resolve_incumbent(params: FinetuneParams) -> PredictorSpec:
-    job, why = resolve_model(params.job.model_copy(update={"model_pointer": params.registry}))
+    job, why = resolve_model(JobSettings(**{**params.job_settings(), "model_pointer": params.registry}))
     get_run_logger().info("incumbent: %s", why)
     return job.model
 
@@ -126,19 +125,18 @@ def train_config(params: FinetuneParams, incumbent: PredictorSpec, cutoff, val_s
     from pipeline.config import InputConfig, UniverseConfig
     from training.config import BaseSpec, DataSpec, TrainConfig, WindowSpec
 
-    job = params.job
     return TrainConfig(
         name=params.registry.rstrip("/").rsplit("/", 1)[-1],
         data=DataSpec(
-            input=InputConfig(url=job.input_url, layout=job.input_layout),
-            storage=job.storage,
-            universe=UniverseConfig(symbols=job.universe),
-            calendar=job.calendar,
-            validation=job.validation,
-            cutoff=job_as_of(cutoff, job.calendar),
+            input=InputConfig(url=params.input_url, layout=params.input_layout),
+            storage=params.storage.resolved(),  # read on this worker; masked in the run's record
+            universe=UniverseConfig(symbols=params.universe),
+            calendar=params.calendar,
+            validation=params.validation,
+            cutoff=job_as_of(cutoff, params.calendar),
             val_start=pd.Timestamp(val_start),
         ),
-        windows=params.windows or WindowSpec(lookback=job.lookback, pred_len=job.pred_len),
+        windows=params.windows or WindowSpec(lookback=params.lookback, pred_len=params.pred_len),
         base=BaseSpec(
             model=incumbent.model,
             tokenizer=incumbent.tokenizer,
@@ -201,7 +199,7 @@ def promote_candidate(params: FinetuneParams, run_url: str, summary: dict, decis
         reason=decision["reason"],
         metrics={k: decision[k] for k in ("incumbent_crps", "candidate_crps", "crps_gain")},
     )
-    return promote(root, name, pointer, params.job.storage)
+    return promote(root, name, pointer, params.storage)
 
 
 @task(name="publish-finetune", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -213,7 +211,7 @@ def publish(
     decision: dict,
     pointer: str | None,
 ) -> None:
-    storage = params.job.storage.resolved()
+    storage = params.storage.resolved()
     curve = join(run_url, "loss_curve.png")
     fs = filesystem(curve, storage)
     A.publish_image(
@@ -261,7 +259,7 @@ def finetune(params: FinetuneParams = FinetuneParams()) -> dict[str, Any]:
     period and promote the candidate only if its CRPS is better. Returns what happened and where."""
     from pipeline.job import ensure_ray
 
-    started = ensure_ray(params.job.compute.ray_address)  # one Ray session for training and both backtests
+    started = ensure_ray(params.compute.ray_address)  # one Ray session for training and both backtests
     try:
         return _finetune(params)
     finally:
@@ -288,15 +286,14 @@ def _finetune(params: FinetuneParams) -> dict[str, Any]:
     for who, spec in (("incumbent", incumbent), ("candidate", candidate)):
         # each backtest in its own warehouse and namespace: never the nightly's tables, whatever the catalog
         namespace = re.sub(r"\W", "_", f"finetune_{run}_{who}")
-        job = params.job.model_copy(
-            update={
-                "model": spec,
-                "model_pointer": None,
-                "output_url": join(run_url, "backtest", who),
-                "catalog": params.job.catalog.model_copy(update={"namespace": namespace}),
-            }
-        )
-        results[who] = backtest(BacktestParams(job=job, cutoffs=cutoffs))
+        job = {
+            **params.job_settings(),
+            "model": spec,
+            "model_pointer": None,
+            "output_url": join(run_url, "backtest", who),
+            "catalog": params.catalog.model_copy(update={"namespace": namespace}),
+        }
+        results[who] = backtest(BacktestParams(**job, cutoffs=cutoffs))
     decision = decide_task(results["incumbent"], results["candidate"], params.min_crps_gain)
     card = side_by_side(results["incumbent"]["mean"], results["candidate"]["mean"])
     pointer = promote_candidate(params, run_url, summary, decision) if decision["promote"] else None

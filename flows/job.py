@@ -121,7 +121,7 @@ def to_job_config(
         model=params.model,
         sampling=params.sampling,
         compute=compute,
-        storage=params.storage,
+        storage=params.storage.resolved(),  # the credentials, read on this worker (masked in the record)
         run_id=run_id,
     )
 

@@ -24,10 +24,10 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import tables as T
-from pipeline.config import CatalogConfig, StorageConfig
+from pipeline.config import CatalogConfig
 
 from . import artifacts as A
-from .params import DEMO_OUTPUT_URL
+from .params import DEMO_OUTPUT_URL, StorageParams
 
 __all__ = ["MaintenanceParams", "table_maintenance", "maintain_table"]
 
@@ -39,7 +39,9 @@ class MaintenanceParams(BaseModel):
 
     output_url: str = Field(DEMO_OUTPUT_URL, description="The Iceberg warehouse (the nightly's output_url)")
     catalog: CatalogConfig = Field(default_factory=CatalogConfig, description="Its Iceberg catalog")
-    storage: StorageConfig = Field(default_factory=StorageConfig, description="s3:// access")
+    storage: StorageParams = Field(
+        default_factory=StorageParams, description="s3:// access (keys: a Secret block or the environment)"
+    )
     tables: list[T.TableName] = Field(list(T.TABLES), min_length=1, description="Tables to maintain")
     snapshot_retention_days: float = Field(
         30, ge=0, description="Keep snapshots (runs readable by run_id) this many days"
@@ -51,7 +53,7 @@ class MaintenanceParams(BaseModel):
     min_files: int = Field(2, ge=2, description="Compact a partition held in at least this many files")
 
     def warehouse(self) -> T.Warehouse:
-        return T.Warehouse(self.output_url, self.catalog, self.storage)
+        return T.Warehouse(self.output_url, self.catalog, self.storage.resolved())
 
 
 @task(name="maintain-table", cache_policy=NO_CACHE)

@@ -24,7 +24,7 @@ from . import artifacts as A
 from . import store
 from .charts import fan_chart_png, pick_chart_symbols, png_data_uri, scorecard_png
 from .job import InputNotReady, freshness_problem, local_cpus, resolve_as_of, resolve_model, to_job_config
-from .params import NightlyParams
+from .params import JobSettings, NightlyParams
 from .scoring import (
     SCORECARD_COLUMNS,
     matured_cutoffs,
@@ -78,7 +78,7 @@ def resolve_run(params: NightlyParams) -> dt.date:
 
 
 @task(name="pick-model", cache_policy=NO_CACHE, **IO_RETRIES)
-def pick_model(params: NightlyParams) -> NightlyParams:
+def pick_model(params: JobSettings) -> JobSettings:
     """The model this run uses: ``model``, or what the registry pointer ``model_pointer`` names."""
     params, why = resolve_model(params)
     get_run_logger().info("%s", why)
@@ -98,7 +98,7 @@ def check_input(params: NightlyParams, as_of: dt.date) -> int:
 
 
 @task(name="forecast-universe", cache_policy=NO_CACHE)
-def run_forecast_job(params: NightlyParams, as_of: dt.date) -> dict[str, Any]:
+def run_forecast_job(params: JobSettings, as_of: dt.date) -> dict[str, Any]:
     """The Ray Data job (local Ray unless ``params.compute.ray_address``); returns the RunSummary dict."""
     from pipeline import run_job
 

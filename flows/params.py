@@ -1,41 +1,119 @@
 """Flow parameters: one pydantic model per flow, so the Prefect UI renders a validated form for a custom run.
 
-The job's settings groups are embedded as they are (``model``: ``kronos_core.PredictorSpec``, ``sampling``:
-``kronos_core.SamplingParams``, ``calendar``: ``kronos_core.MarketCalendar``, ``compute``, ``validation``
-and ``storage`` from ``pipeline.config``), so a nightly run can set everything a job can and every check and
-default exists once. No environment variable is read here: a deployment passes its URLs explicitly.
+``JobSettings`` holds what every flow's forecast job needs (market, layout, universe, lookback, pred_len,
+quantiles, model, sampling, calendar, validation, compute, storage, catalog, the registry pointer); the job's
+settings groups are embedded as they are (``model``: ``kronos_core.PredictorSpec``, ``sampling``:
+``kronos_core.SamplingParams``, ``calendar``: ``kronos_core.MarketCalendar``, ``compute`` and ``validation``
+from ``pipeline.config``), so every check and default exists once. ``NightlyParams`` adds the nightly-only
+fields (as_of, chart_assets, score_matured). ``BacktestParams`` and ``FinetuneParams`` inherit
+``JobSettings`` flattened rather than nesting a ``job`` object: each form then shows exactly the fields that
+flow reads, at the top level, instead of a nested nightly form whose as_of, chart_assets and score_matured a
+backtest ignores or sets per cutoff (and a parameter is ``pred_len``, not ``job.pred_len``, in the UI, the
+API and the code alike).
+
+The bounds the code enforces are in the JSON schema Prefect stores for a deployment (pydantic ``ge``/``le``,
+the quantile rule's ``quantile_levels_schema``, the bounds and choices of the kronos_core dataclasses), so
+the UI's form and the API refuse a bad value before a run exists.
+
+No secret is ever a parameter (parameters are stored with each run and shown in the UI): ``storage`` names
+a Prefect Secret block or environment variables, read on the worker when the run needs the store
+(``StorageParams.resolved``). No environment variable is read here: a deployment passes its URLs explicitly.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+import json
+import os
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from kronos_core import MarketCalendar, PredictorSpec, SamplingParams, defaults
-from kronos_core.rules import check_quantile_levels
-from pipeline.config import CatalogConfig, ComputeConfig, StorageConfig, ValidationConfig
+from kronos_core.rules import check_quantile_levels, quantile_levels_schema
+from pipeline.config import CatalogConfig, ComputeConfig, StorageAccess, StorageConfig, ValidationConfig
 from pipeline.tables import Warehouse
 from training.config import CheckpointSpec, StageSpec, WindowSpec
 from training.config import ComputeSpec as TrainCompute
 
 __all__ = [
+    "StorageParams",
+    "JobSettings",
     "NightlyParams",
     "BacktestParams",
     "FinetuneParams",
     "DEMO_INPUT_URL",
     "DEMO_OUTPUT_URL",
     "DEMO_REGISTRY",
+    "MIN_QUANTILE_LEVELS",
 ]
 
 DEMO_INPUT_URL = "./demo_data/market"
 DEMO_OUTPUT_URL = "./demo_data/output"
 DEMO_REGISTRY = "./demo_data/models/kronos-demo"
+# the flows score CRPS and coverage and draw bands from the quantile columns: at least one level
+MIN_QUANTILE_LEVELS = 1
 
 
-class NightlyParams(BaseModel):
-    """Nightly universe forecast: read the market up to ``as_of``, forecast every asset, write a partition."""
+class StorageParams(StorageAccess):
+    """Object-store access for a flow run: endpoint, region and retries as in the job's ``storage``, and the
+    credentials by reference only, resolved on the worker into the pipeline's ``StorageConfig``.
+
+    ``resolved()`` has the contract of ``StorageConfig.resolved()`` (the pipeline's storage functions call it
+    first), so these parameters go wherever a ``StorageConfig`` does; the Secret block is read once per run.
+    """
+
+    credentials_block: str | None = Field(
+        None,
+        min_length=1,
+        description='Name of a Prefect Secret block holding the JSON {"key": <access key id>, "secret": '
+        "<secret access key>}; empty = the environment variables below",
+    )
+    key_env: str = Field(
+        "AWS_ACCESS_KEY_ID",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable on the worker holding the access key id (no block named)",
+    )
+    secret_env: str = Field(
+        "AWS_SECRET_ACCESS_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable on the worker holding the secret access key (no block named)",
+    )
+    _credentials: tuple[str | None, str | None] | None = PrivateAttr(None)
+
+    def resolved(self) -> StorageConfig:
+        """The pipeline's ``StorageConfig`` with the credentials read here (the worker); anything still
+        unset falls back to the standard ``AWS_*`` variables as in the job."""
+        if self._credentials is None:
+            self._credentials = self._read_credentials()
+        key, secret = self._credentials
+        access = self.model_dump(include=set(StorageAccess.model_fields))
+        return StorageConfig(**access, key=key, secret=secret).resolved()
+
+    def _read_credentials(self) -> tuple[str | None, str | None]:
+        if not self.credentials_block:
+            return os.environ.get(self.key_env) or None, os.environ.get(self.secret_env) or None
+        from prefect.blocks.system import Secret
+
+        name = self.credentials_block
+        value = Secret.load(name).get()
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+        if not isinstance(value, dict) or not {"key", "secret"} <= set(value):
+            shape = sorted(value) if isinstance(value, dict) else type(value).__name__
+            raise ValueError(  # never the value itself: it may be the secret
+                f"storage.credentials_block: Secret block {name!r} must hold the JSON "
+                f'{{"key": "<access key id>", "secret": "<secret access key>"}}; it holds {shape}'
+            )
+        return str(value["key"]), str(value["secret"])
+
+
+class JobSettings(BaseModel):
+    """The forecast job's settings, shared by every flow's form (the base of the flows' parameters)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -50,15 +128,16 @@ class NightlyParams(BaseModel):
         "date",
         description="'date' = <input>/date=YYYY-MM-DD/ (vendor delivery), 'symbol' = <input>/symbol=X/",
     )
-    as_of: dt.date | None = Field(
-        None, description="Cutoff session; empty = the calendar's last completed session"
-    )
     universe: list[str] | None = Field(
         None, description="Symbols to forecast; empty = every symbol in the input"
     )
     lookback: int = Field(defaults.LOOKBACK, ge=8, le=4096, description="Bars of history per asset")
-    pred_len: int = Field(defaults.PRED_LEN, ge=1, le=512, description="Bars to forecast after as_of")
-    quantiles: list[float] = Field(list(defaults.QUANTILES), description="Close quantile levels in (0, 1)")
+    pred_len: int = Field(defaults.PRED_LEN, ge=1, le=512, description="Bars to forecast after the cutoff")
+    quantiles: list[float] = Field(
+        list(defaults.QUANTILES),
+        description="Close quantile levels in (0, 1), each once",
+        json_schema_extra=quantile_levels_schema(MIN_QUANTILE_LEVELS),
+    )
     model: PredictorSpec = Field(
         default_factory=PredictorSpec,
         description="Model, tokenizer, revisions, device, dtype, context and cache mode",
@@ -66,7 +145,7 @@ class NightlyParams(BaseModel):
     sampling: SamplingParams = Field(default_factory=SamplingParams, description="How sample paths are drawn")
     calendar: MarketCalendar = Field(
         default_factory=MarketCalendar,
-        description="Market calendar and bar frequency (also resolves the default as_of)",
+        description="Market calendar and bar frequency (also resolves the default cutoff)",
     )
     validation: ValidationConfig = Field(
         default_factory=ValidationConfig,
@@ -75,33 +154,28 @@ class NightlyParams(BaseModel):
     compute: ComputeConfig = Field(
         default_factory=ComputeConfig, description="Ray cluster, actors, CPUs and GPUs"
     )
-    storage: StorageConfig = Field(
-        default_factory=StorageConfig,
-        description="s3:// access (endpoint, keys); unset = AWS_* environment variables",
+    storage: StorageParams = Field(
+        default_factory=StorageParams,
+        description="s3:// access: endpoint, region, and where the worker finds the keys (a Prefect Secret "
+        "block, else environment variables); never the keys themselves",
     )
     catalog: CatalogConfig = Field(
         default_factory=CatalogConfig,
         description="Iceberg catalog of the output tables; no properties = SQLite beside a local warehouse",
     )
     min_fresh_share: float = Field(
-        0.5, ge=0, le=1, description="Fail fast unless this share of the universe has a bar on as_of"
+        0.5, ge=0, le=1, description="Fail fast unless this share of the universe has a bar on the cutoff"
     )
     model_pointer: str | None = Field(
         None,
         description="A model registry entry (<root>/<name>, local or s3://): forecast with the model its "
         "'current' pointer names (the finetune flow promotes into it); until one is promoted, `model`",
     )
-    score_matured: bool = Field(True, description="Also score earlier forecasts that have matured since")
-    chart_assets: int = Field(4, ge=0, le=12, description="Assets drawn in the fan chart artifact")
 
     @field_validator("quantiles")
     @classmethod
     def _levels(cls, v: list[float]) -> list[float]:
-        return list(check_quantile_levels(v))
-
-    def warehouse(self) -> Warehouse:
-        """Where the job's tables are (``output_url``, ``catalog``, ``storage``)."""
-        return Warehouse(self.output_url, self.catalog, self.storage)
+        return list(check_quantile_levels(v, min_levels=MIN_QUANTILE_LEVELS))
 
     @field_validator("universe")
     @classmethod
@@ -111,15 +185,30 @@ class NightlyParams(BaseModel):
         v = [s.strip() for s in v if s and s.strip()]
         return sorted(set(v)) or None
 
+    def warehouse(self) -> Warehouse:
+        """Where the job's tables are (``output_url``, ``catalog``, ``storage`` resolved on this worker)."""
+        return Warehouse(self.output_url, self.catalog, self.storage.resolved())
 
-class BacktestParams(BaseModel):
-    """Walk-forward backtest: the nightly job at each cutoff (point in time), scored against realised bars."""
+    def job_settings(self) -> dict[str, Any]:
+        """This form's ``JobSettings`` fields as they are (no copy, no re-validation): another flow's
+        parameters built from them share this run's resolved storage."""
+        return {k: getattr(self, k) for k in JobSettings.model_fields}
 
-    model_config = ConfigDict(extra="forbid")
 
-    job: NightlyParams = Field(
-        default_factory=NightlyParams, description="Job settings (as_of is set per cutoff)"
+class NightlyParams(JobSettings):
+    """Nightly universe forecast: read the market up to ``as_of``, forecast every asset, write a partition."""
+
+    as_of: dt.date | None = Field(
+        None, description="Cutoff session; empty = the calendar's last completed session"
     )
+    score_matured: bool = Field(True, description="Also score earlier forecasts that have matured since")
+    chart_assets: int = Field(4, ge=0, le=12, description="Assets drawn in the fan chart artifact")
+
+
+class BacktestParams(JobSettings):
+    """Walk-forward backtest: the forecast job at each cutoff (point in time), scored against the realised
+    bars."""
+
     cutoffs: list[dt.date] | None = Field(
         None, description="Cutoff sessions; empty = the last `n_cutoffs` that have matured"
     )
@@ -129,18 +218,18 @@ class BacktestParams(BaseModel):
         default_factory=list,
         max_length=8,
         description="Other models backtested on the same cutoffs with the same settings (e.g. random:mini "
-        "beside job.model); the scorecard has one set of rows per model",
+        "beside `model`); the scorecard has one set of rows per model",
     )
 
     @model_validator(mode="after")
     def _sorted(self) -> BacktestParams:
         if self.cutoffs:
             self.cutoffs = sorted(set(self.cutoffs))
-        seen = [_model_key(self.job.model)]
+        seen = [_model_key(self.model)]
         for i, spec in enumerate(self.compare):
             if _model_key(spec) in seen:
                 raise ValueError(
-                    f"compare[{i}] ({spec.model}, tokenizer {spec.tokenizer}) repeats job.model or an "
+                    f"compare[{i}] ({spec.model}, tokenizer {spec.tokenizer}) repeats `model` or an "
                     "earlier entry; list each model once"
                 )
             seen.append(_model_key(spec))
@@ -151,31 +240,26 @@ def _model_key(spec: PredictorSpec) -> tuple:
     return (spec.model, spec.tokenizer, spec.model_revision, spec.tokenizer_revision)
 
 
-class FinetuneParams(BaseModel):
+class FinetuneParams(JobSettings):
     """Fine-tune on the latest bars, backtest the candidate against the incumbent on the validation period,
-    and promote it into the registry only if its CRPS is better."""
+    and promote it into the registry only if its CRPS is better. The job settings are the market, calendar,
+    checks and storage, and the incumbent (``model``, or the current pointer of ``registry``); the backtests
+    run with them, each in its own warehouse under the candidate's run (``output_url`` is not written)."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    job: NightlyParams = Field(
-        default_factory=NightlyParams,
-        description="The market, calendar, checks, storage and the incumbent (job.model, or the current "
-        "pointer of `registry`); the backtests run with these settings",
-    )
+    # the incumbent is what `registry` points to: no separate pointer in this form
+    model_pointer: SkipJsonSchema[None] = Field(None, exclude=True)
     registry: str = Field(
         DEMO_REGISTRY,
         description="Registry entry <root>/<name> (local or s3://): candidates are written to "
         "<registry>/runs/<run>/, the winner becomes <registry>/current (the nightly's model_pointer)",
     )
     cutoff: dt.date | None = Field(
-        None, description="Last session training may read; empty = job.as_of or the last completed session"
+        None, description="Last session training may read; empty = the calendar's last completed session"
     )
     val_sessions: int = Field(
         20, ge=2, le=2000, description="Sessions before the cutoff held out for validation and the backtest"
     )
-    windows: WindowSpec | None = Field(
-        None, description="Training windows; empty = job.lookback + job.pred_len bars"
-    )
+    windows: WindowSpec | None = Field(None, description="Training windows; empty = lookback + pred_len bars")
     tokenizer: StageSpec = Field(
         default_factory=lambda: StageSpec(enabled=False, lr=2e-4, grad_clip=2.0),
         description="Stage 1 (off: fine-tune the predictor only)",
@@ -192,9 +276,9 @@ class FinetuneParams(BaseModel):
 
     @model_validator(mode="after")
     def _periods(self) -> FinetuneParams:
-        if self.val_sessions <= self.job.pred_len:
+        if self.val_sessions <= self.pred_len:
             raise ValueError(
-                f"val_sessions ({self.val_sessions}) must exceed job.pred_len ({self.job.pred_len}): a "
+                f"val_sessions ({self.val_sessions}) must exceed pred_len ({self.pred_len}): a "
                 "backtest cutoff needs pred_len realised sessions inside the validation period"
             )
         return self

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,6 +20,7 @@ from kronos_core import MarketCalendar, PredictorSpec, SamplingParams, defaults
 from kronos_core.rules import DEFAULT_MAX_GAP_FRACTION, DEFAULT_QUANTILES, check_quantile_levels
 
 __all__ = [
+    "StorageAccess",
     "StorageConfig",
     "InputConfig",
     "UniverseConfig",
@@ -37,20 +38,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class StorageConfig(_Strict):
-    """Object-store access for ``s3://`` URLs (ignored for local folders).
+_ENDPOINT = re.compile(r"^https?://")
 
-    Anything left unset falls back to the standard AWS environment variables (``AWS_ENDPOINT_URL``,
-    ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``).
-    """
 
-    endpoint_url: str | None = Field(None, description="e.g. http://127.0.0.1:8333 for a local SeaweedFS")
+class StorageAccess(_Strict):
+    """Where and how to reach an object store, without credentials: the settings a flow's form may show
+    (the flows name their credentials instead, ``flows.params.StorageParams``)."""
+
+    endpoint_url: str | None = Field(
+        None,
+        description="e.g. http://127.0.0.1:8333 for a local SeaweedFS",
+        json_schema_extra={"pattern": _ENDPOINT.pattern},  # the forms refuse what _endpoint refuses
+    )
     region: str | None = None
-    key: str | None = Field(None, description="access key id")
-    secret: str | None = Field(None, description="secret access key")
     anon: bool = False
     retries: int = Field(4, ge=0, le=20, description="retries for transient object-store errors")
     retry_backoff_s: float = Field(0.2, ge=0, description="first backoff; doubles per retry")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v):
+        if v is not None and not _ENDPOINT.match(v):
+            raise ValueError(f"endpoint_url must start with http:// or https://, got {v!r}")
+        return v
+
+
+class StorageConfig(StorageAccess):
+    """Object-store access for ``s3://`` URLs (ignored for local folders).
+
+    Anything left unset falls back to the standard AWS environment variables (``AWS_ENDPOINT_URL``,
+    ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``). ``key`` and
+    ``secret`` never show in a repr and are masked in every record (``SECRET_FIELDS``).
+    """
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("key", "secret")
+
+    key: str | None = Field(None, repr=False, description="access key id")
+    secret: str | None = Field(None, repr=False, description="secret access key")
 
     def resolved(self) -> StorageConfig:
         """A copy with unset fields filled from the standard AWS environment variables of this process,
@@ -65,12 +89,10 @@ class StorageConfig(_Strict):
             }
         )
 
-    @field_validator("endpoint_url")
     @classmethod
-    def _endpoint(cls, v):
-        if v is not None and not re.match(r"^https?://", v):
-            raise ValueError(f"endpoint_url must start with http:// or https://, got {v!r}")
-        return v
+    def masked(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """A dumped storage section with its credentials replaced by ``***`` (for run records)."""
+        return {k: "***" if k in cls.SECRET_FIELDS and v else v for k, v in d.items()}
 
 
 class UniverseConfig(_Strict):
@@ -140,7 +162,12 @@ class ComputeConfig(_Strict):
     )
     concurrency: int = Field(2, ge=1, description="forecast actors")
     num_cpus: float = Field(1.0, gt=0, description="CPUs per forecast actor")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per forecast actor (fractions share a GPU)")
+    num_gpus: float = Field(
+        0.0,
+        ge=0,
+        description="GPUs per forecast actor (fractions share a GPU)",
+        json_schema_extra={"anyOf": [{"maximum": 1}, {"multipleOf": 1}]},  # as _gpu: above 1, whole GPUs
+    )
     batch_size: int = Field(64, ge=1, description="assets per forecast batch")
     read_parallelism: int = Field(8, ge=1, description="max files per read task (group-by read)")
     read_shards: int | None = Field(
@@ -286,10 +313,9 @@ class JobConfig(_Strict):
         return self
 
     def to_json_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (for the manifest); secrets are masked."""
+        """Plain JSON-able dict (for the manifest); the storage credentials are masked."""
         d = json.loads(self.model_dump_json())
-        if d["storage"].get("secret"):
-            d["storage"]["secret"] = "***"
+        d["storage"] = StorageConfig.masked(d["storage"])
         return d
 
 

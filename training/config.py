@@ -229,8 +229,7 @@ class TrainConfig(_Strict):
         import json
 
         d = json.loads(self.model_dump_json())
-        if d["data"]["storage"].get("secret"):
-            d["data"]["storage"]["secret"] = "***"
+        d["data"]["storage"] = StorageConfig.masked(d["data"]["storage"])
         return d
 
 

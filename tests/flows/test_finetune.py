@@ -66,7 +66,7 @@ def test_decide_promotes_only_a_better_crps():
 def test_params_reject_a_validation_period_shorter_than_the_horizon():
     from flows.params import FinetuneParams
 
-    with pytest.raises(ValueError, match=r"val_sessions \(5\) must exceed job.pred_len \(16\)"):
+    with pytest.raises(ValueError, match=r"val_sessions \(5\) must exceed pred_len \(16\)"):
         FinetuneParams(val_sessions=5)
 
 
@@ -151,7 +151,7 @@ def _finetune_params(market, tmp_path, **kw):
     from flows.params import FinetuneParams
 
     return FinetuneParams(
-        job=_job(market, tmp_path / "out"),
+        **_job(market, tmp_path / "out").job_settings(),
         registry=str(tmp_path / "models" / "tiny"),
         cutoff="2024-06-28",
         val_sessions=15,

@@ -114,14 +114,14 @@ def test_missing_delivery_fails_fast_with_a_message(prefect_harness, ray_local, 
 
 
 def test_backtest_scores_every_cutoff(prefect_harness, ray_local, small_market, tmp_path):
-    """Two cutoffs, two models (job.model and one in ``compare``), scored side by side."""
+    """Two cutoffs, two models (``model`` and one in ``compare``), scored side by side."""
     from flows.artifacts import KEYS
     from flows.backtest import backtest
     from flows.params import BacktestParams
 
     job = _params(small_market, tmp_path, None, chart_assets=0)
     other = {"model": "random:test:1", "tokenizer": "random:test:1"}
-    out = backtest(BacktestParams(job=job, n_cutoffs=2, every=5, compare=[other]))
+    out = backtest(BacktestParams(**job.job_settings(), n_cutoffs=2, every=5, compare=[other]))
     assert len(out["cutoffs"]) == 2 and out["cutoffs"][-1] == "2024-06-21"  # 5 realised sessions after it
     from flows.store import read_scorecard
 
@@ -153,7 +153,7 @@ def test_backtest_with_the_real_job(prefect_harness, ray_local, small_market, tm
     from flows.params import BacktestParams
 
     job = _params(small_market, tmp_path, None, chart_assets=0, sampling={"sample_count": 4})
-    backtest(BacktestParams(job=job, cutoffs=["2024-06-14", "2024-06-21"]))
+    backtest(BacktestParams(**job.job_settings(), cutoffs=["2024-06-14", "2024-06-21"]))
     from flows.store import read_scorecard
 
     card = read_scorecard(job.warehouse())

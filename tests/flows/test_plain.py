@@ -83,14 +83,14 @@ def test_backtest_params_sort_cutoffs():
 
 
 def test_backtest_compare_lists_each_model_once():
-    job = NightlyParams(model={"model": "random:test", "tokenizer": "random:test"})
-    ok = BacktestParams(job=job, compare=[{"model": "random:mini", "tokenizer": "random:mini"}])
+    job = {"model": {"model": "random:test", "tokenizer": "random:test"}}
+    ok = BacktestParams(**job, compare=[{"model": "random:mini", "tokenizer": "random:mini"}])
     assert [m.model for m in ok.compare] == ["random:mini"]
     with pytest.raises(ValidationError, match=r"compare\[0\] \(random:test, tokenizer random:test\) repeats"):
-        BacktestParams(job=job, compare=[{"model": "random:test", "tokenizer": "random:test"}])
+        BacktestParams(**job, compare=[{"model": "random:test", "tokenizer": "random:test"}])
     twice = [{"model": "random:mini", "tokenizer": "random:mini"}] * 2
     with pytest.raises(ValidationError, match=r"compare\[1\].*list each model once"):
-        BacktestParams(job=job, compare=twice)
+        BacktestParams(**job, compare=twice)
 
 
 def test_resolve_as_of_from_the_calendar_and_intraday_cutoff():
@@ -145,13 +145,16 @@ def test_prefect_yaml_is_generated_from_flows_deploy():
     assert [s["cron"] for s in nightly["schedules"]] == [s.cron for s in SCHEDULES]
     for sched in nightly["schedules"]:  # every schedule's parameters are a valid form
         NightlyParams(**{**sched["parameters"]["params"], "input_url": "/x", "output_url": "/y"})
-    urls = {"input_url": "/x", "output_url": "/y", "model_pointer": "/models/m"}
+    urls = {"input_url": "/x", "output_url": "/y"}  # the placeholders are filled in by `prefect deploy`
     finetune = next(d for d in doc["deployments"] if d["name"] == "finetune")
     [weekly] = finetune["schedules"]
     assert weekly["active"] is False  # off until turned on
     params = weekly["parameters"]["params"]
-    assert params["registry"] == params["job"]["model_pointer"] == "{{ $KRONOS_REGISTRY }}"
-    FinetuneParams(job={**params["job"], **urls}, registry="/models/m")
+    assert params["registry"] == "{{ $KRONOS_REGISTRY }}" and "model_pointer" not in params  # registry is it
+    FinetuneParams(**{**params, **urls, "registry": "/models/m"})
+    backtest = next(d for d in doc["deployments"] if d["name"] == "backtest")
+    assert backtest["parameters"]["params"]["model_pointer"] == "{{ $KRONOS_REGISTRY }}"  # flat, no "job"
+    BacktestParams(**{**backtest["parameters"]["params"], **urls, "model_pointer": "/models/m"})
     assert all(s["active"] for s in nightly["schedules"])
 
 

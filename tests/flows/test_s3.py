@@ -12,6 +12,9 @@ import pytest
 
 pytestmark = [pytest.mark.timeout(300)]
 
+# moto accepts any credentials; distinctive ones, so a test can tell they were never stored or shown
+KEY, SECRET = "AKIAKRONOSFLOWSTEST", "kronos-flows-s3-secret-value"
+
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
@@ -29,12 +32,10 @@ def s3(tmp_path_factory):
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
     ).create_bucket(Bucket="flows-bkt")
-    storage = StorageConfig(
-        endpoint_url=endpoint, region="us-east-1", key="testing", secret="testing", retries=1
-    )
+    storage = StorageConfig(endpoint_url=endpoint, region="us-east-1", key=KEY, secret=SECRET, retries=1)
     from pipeline import write_synthetic_market
 
     market = write_synthetic_market(
@@ -80,16 +81,31 @@ def test_store_on_s3(s3, tmp_path):
 
 
 @pytest.mark.slow
-def test_nightly_flow_with_real_job_on_s3(s3, prefect_harness, ray_local, tmp_path):
+def test_nightly_flow_with_real_job_on_s3(s3, prefect_harness, ray_local, tmp_path, monkeypatch):
+    """The credentials come from a Prefect Secret block named in the parameters (issue 15: storage.key and
+    storage.secret were plain-text parameters); no AWS_* variable is set, so nothing else could sign the
+    requests. The keys reach neither the stored run parameters nor the logs, artifacts or run record."""
+    from prefect.blocks.system import Secret
+
     from flows import store
     from flows.nightly import nightly_forecast
     from flows.params import NightlyParams
 
     storage, market = s3
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    Secret(value={"key": KEY, "secret": SECRET}).save("kronos-flows-s3-test", overwrite=True)
     common = dict(
         input_url=market.url,
         output_url="s3://flows-bkt/nightly",
-        storage=storage,
+        storage={
+            "endpoint_url": storage.endpoint_url,
+            "region": "us-east-1",
+            "retries": 1,
+            "credentials_block": "kronos-flows-s3-test",
+        },
         lookback=48,
         pred_len=3,
         validation={"min_history": 24},
@@ -100,8 +116,46 @@ def test_nightly_flow_with_real_job_on_s3(s3, prefect_harness, ray_local, tmp_pa
     )
     nightly_forecast(NightlyParams(as_of="2024-06-24", **common))
     params = NightlyParams(as_of="2024-06-28", **common)
-    out = nightly_forecast(params)
+    state = nightly_forecast(params, return_state=True)
+    out = state.result()
     assert out["warehouse"] == "s3://flows-bkt/nightly" and out["snapshot_id"] is not None
     assert out["scorecard_rows"] == 4  # 2024-06-24 + 3 sessions has matured by 2024-06-28: 4 methods
     parts = store.forecast_partitions(params.warehouse())
     assert {d for d, _ in parts} == {dt.date(2024, 6, 24), dt.date(2024, 6, 28)}
+
+    import asyncio
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    from pipeline import run_record
+
+    run_id = state.state_details.flow_run_id
+
+    async def stored():
+        async with get_client() as c:
+            run = await c.read_flow_run(run_id)
+            logs = await c.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            arts = await c.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+            return run.parameters, [lg.message for lg in logs], [str(a.data) for a in arts]
+
+    stored_params, logs, arts = asyncio.run(stored())
+    assert stored_params["params"]["storage"]["credentials_block"] == "kronos-flows-s3-test"
+    assert logs and arts
+    record = run_record(params.warehouse(), out["run_id"])
+    assert record["config"]["storage"]["secret"] == record["config"]["storage"]["key"] == "***"
+    for where, text in (
+        ("parameters", json.dumps(stored_params, default=str)),
+        ("logs", "\n".join(logs)),
+        ("artifacts", "\n".join(arts)),
+        ("run record", json.dumps(record, default=str)),
+    ):
+        assert SECRET not in text and KEY not in text, f"a credential in the flow run's {where}"

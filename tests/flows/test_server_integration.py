@@ -69,6 +69,8 @@ def prefect_server(tmp_path_factory):
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_API_URL": "",
         "PREFECT_UI_ENABLED": "false",
+        # as scripts/start_local.sh: should the UI be enabled, its bundle goes here, not into site-packages
+        "PREFECT_SERVER_UI_STATIC_DIRECTORY": str(home / "ui_build"),
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "PYTHONPATH": str(REPO),
@@ -159,6 +161,13 @@ def test_ui_style_custom_run_against_real_server(prefect_server, small_market, t
             # the UI validates the form against the schema; so does the API
             with pytest.raises(Exception, match="(?i)valid|422"):
                 run_deployment("nightly-forecast/nightly", parameters={"params": {"pred_len": 0}}, timeout=0)
+            # issue 15: a quantile of 1.2 passed the stored schema and failed inside the run; the bounds of
+            # kronos_core.rules.quantiles are in the schema now, so the API refuses the run at creation
+            form = dep.parameter_openapi_schema["definitions"]["NightlyParams"]["properties"]
+            assert form["quantiles"]["items"]["exclusiveMaximum"] == 1 and form["quantiles"]["maxItems"] > 1
+            for bad in ({"quantiles": [1.2]}, {"calendar": {"freq": "7min"}}, {"storage": {"secret": "x"}}):
+                with pytest.raises(Exception, match="(?i)valid|422"):
+                    run_deployment("nightly-forecast/nightly", parameters={"params": bad}, timeout=0)
 
             custom = {
                 "params": {
@@ -179,6 +188,7 @@ def test_ui_style_custom_run_against_real_server(prefect_server, small_market, t
             run = run_deployment("nightly-forecast/nightly", parameters=custom, timeout=300, poll_interval=2)
             wall = time.monotonic() - t0
             assert run.state.is_completed(), f"{run.state} after {wall:.0f}s\n{log.read_text()[-4000:]}"
+            assert run.name == "nightly-2024-06-28"  # named from the JSON parameters the runner got
 
             async def artifacts():
                 async with get_client() as c:
