@@ -4,9 +4,9 @@ Ray and FastAPI are imported lazily: ``from serving import build_app`` pulls the
 schema modules do not.
 """
 
-from .config import BatchConfig, Limits, ModelSpec, ServingConfig
+from .config import BatchConfig, ExplorerConfig, Limits, ModelSpec, ServingConfig
 
-__all__ = ["BatchConfig", "Limits", "ModelSpec", "ServingConfig", "build_app"]
+__all__ = ["BatchConfig", "ExplorerConfig", "Limits", "ModelSpec", "ServingConfig", "build_app"]
 
 
 def __getattr__(name: str):

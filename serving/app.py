@@ -11,6 +11,10 @@
 Every error response has one shape, ``{"message": ..., "detail": [{"loc", "msg", "type"}, ...]}``
 (``schemas.ErrorBody``). ``build_app(args)`` is the application builder named in
 ``serving/serve_config.yaml``.
+
+The forecast explorer is a page of this app (``GET /``, ``/ui``: ``serving/ui/``, static files only) and
+its JSON under ``/ui/api/``: the store's forecasts through ``serving/explorer.py``, a pasted CSV through
+``POST /v1/forecast`` like any client.
 """
 
 # no `from __future__ import annotations` here: FastAPI must see real types on the ingress methods
@@ -20,12 +24,13 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,7 +39,9 @@ from kronos_core import KronosPredictor
 
 from .batching import Job, JobError, JobResult, call_work, plan_calls, run_call
 from .config import DEPLOYMENT_OPTIONS, BatchConfig, ServingConfig
+from .explorer import NOT_CONFIGURED, Explorer, ExplorerError, parse_csv
 from .schemas import (
+    CsvRequest,
     ErrorBody,
     ForecastRequest,
     ForecastResponse,
@@ -156,6 +163,13 @@ _ERRORS = {
     )
 }
 
+_UI = Path(__file__).with_name("ui")  # the explorer page's files (package data)
+_STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
+_UI_ERRORS = {
+    404: {"model": ErrorBody, "description": "no store configured, or no such partition or symbol"},
+    500: {"model": ErrorBody, "description": "the store could not be read; `message` says how"},
+}
+
 
 def error(status: int, message: str, detail: list | None = None, headers: dict | None = None) -> JSONResponse:
     """The one error body (``schemas.ErrorBody``)."""
@@ -221,6 +235,7 @@ class Ingress:
         self.config = ServingConfig(**config)
         self.limits = self.config.limits
         fastapi_app.state.max_body_bytes = self.limits.max_body_mb * 2**20  # this replica's process only
+        self.explorer = Explorer(self.config.explorer) if self.config.explorer else None
 
     def _model_info(self, model_id: str, identity: dict | None = None) -> dict:
         spec = self.config.models[model_id]
@@ -304,11 +319,86 @@ class Ingress:
         """Counters and the live batching settings of one Forecaster replica."""
         return await self.forecaster.stats.remote()
 
+    # ------------------------------------------------------------------------------- forecast explorer
+
+    @fastapi_app.get("/", include_in_schema=False)
+    async def page(self):
+        """The forecast explorer (``serving/ui/index.html``); ``/ui`` is an alias."""
+        return FileResponse(_UI / "index.html", media_type="text/html")
+
+    @fastapi_app.get("/ui", include_in_schema=False)
+    async def page_alias(self):
+        return FileResponse(_UI / "index.html", media_type="text/html")
+
+    @fastapi_app.get("/ui/static/{name}", include_in_schema=False)
+    async def static(self, name: str):
+        if name not in _STATIC:  # a fixed list: no path from the client reaches the file system
+            raise StarletteHTTPException(404, f"no static file {name!r}")
+        return FileResponse(_UI / name, media_type=_STATIC[name])
+
+    async def _store(self, fn, *args):
+        """A store read off the event loop (PyIceberg and parquet reads block); errors in the one shape."""
+        if self.explorer is None:
+            return error(404, NOT_CONFIGURED)
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except ExplorerError as e:
+            return error(e.status, e.message, e.detail())
+        except Exception as e:
+            log.exception("explorer store read failed")
+            return error(500, f"reading the store failed ({type(e).__name__}: {e})")
+
+    @fastapi_app.get("/ui/api/settings")
+    async def ui_settings(self) -> dict:
+        """What the explorer page needs to build its forms: limits, defaults, whether a store is set."""
+        from kronos_core import SamplingParams, defaults
+
+        return {
+            "store": self.explorer.describe() if self.explorer else None,
+            "message": "" if self.explorer else NOT_CONFIGURED,
+            "limits": self.limits.model_dump(),
+            "defaults": {
+                "model": self.config.default_model,
+                "pred_len": min(defaults.PRED_LEN, self.limits.max_pred_len),
+                "sample_count": min(SamplingParams().sample_count, self.limits.max_sample_count),
+                "lookback": min(defaults.LOOKBACK, self.limits.max_rows),
+                "calendar": defaults.CALENDAR,
+            },
+        }
+
+    @fastapi_app.get("/ui/api/partitions", responses=_UI_ERRORS)
+    async def ui_partitions(self):
+        """The (as_of, model) partitions of the store's forecasts table, newest as_of first."""
+        return await self._store(lambda: {"partitions": self.explorer.partitions()})
+
+    @fastapi_app.get("/ui/api/symbols", responses=_UI_ERRORS)
+    async def ui_symbols(self, as_of: str, model: str):
+        """The symbols of one partition, with their p_up; 404 when the partition does not exist."""
+        return await self._store(lambda: {"symbols": self.explorer.symbols(as_of, model)})
+
+    @fastapi_app.get("/ui/api/forecast", responses=_UI_ERRORS)
+    async def ui_forecast(self, as_of: str, model: str, symbol: str):
+        """One symbol of one partition: ``history`` (bars up to as_of from the job's input), ``forecast``
+        (the /v1/forecast ``SeriesForecast`` shape plus ``quantile_levels``), ``lineage``, ``scorecard``
+        (the model's mean metrics over matured cutoffs); 404 for an unknown partition or symbol."""
+        return await self._store(self.explorer.view, as_of, model, symbol)
+
+    @fastapi_app.post("/ui/api/csv", responses=_ERRORS)
+    async def ui_csv(self, req: CsvRequest):
+        """A CSV of bars (Yahoo/yfinance or our columns, any case) as one /v1/forecast series and the
+        frequency read off its stamps; 422 at ``body.csv`` when it cannot be read. The values are not
+        checked here: ``POST /v1/forecast`` does, at the field."""
+        try:
+            return parse_csv(req.csv, req.symbol)
+        except ExplorerError as e:
+            raise RequestValidationError(e.detail()) from None
+
 
 def build_app(args: dict | None = None):
     """Serve application builder (``import_path: serving.app:build_app``); ``args`` is a ``ServingConfig``."""
     cfg = ServingConfig(**(args or {}))
     # batching lives only in user_config: changing it reconfigures replicas instead of restarting them
     init = cfg.model_dump(mode="json", exclude={"batching"})
-    forecaster = Forecaster.options(user_config=cfg.batching.model_dump()).bind(init)
+    fc_init = cfg.model_dump(mode="json", exclude={"batching", "explorer"})  # the explorer is the Ingress's
+    forecaster = Forecaster.options(user_config=cfg.batching.model_dump()).bind(fc_init)
     return Ingress.bind(forecaster, init)

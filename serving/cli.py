@@ -3,11 +3,13 @@
 kronos-serve                                   # the default config (serving/config.py) on 127.0.0.1:8000
 kronos-serve --port 9000 --model ft=/models/ft/model,/models/ft/tokenizer --default-model ft
 kronos-serve --max-batch-size 1                # batching off
+kronos-serve --explorer-output ./out --explorer-input ./bars   # the forecast explorer at / reads this store
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -44,7 +46,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--replicas", type=int, help="fixed Forecaster replicas (turns autoscaling off)")
     p.add_argument("--num-cpus", type=int, help="CPUs for the local Ray (default: all)")
     p.add_argument("--num-gpus", type=float, help="GPUs per Forecaster replica")
+    e = p.add_argument_group("forecast explorer (the page at /): the batch job's store")
+    e.add_argument("--explorer-output", metavar="URL", help="the job's output.url (its Iceberg warehouse)")
+    e.add_argument("--explorer-input", metavar="URL", help="the job's input.url (history bars, parquet)")
+    e.add_argument("--explorer-input-layout", choices=["date", "symbol"], help="the job's input.layout")
+    e.add_argument("--explorer-catalog", metavar="JSON", help="the job's output.catalog, as JSON")
+    e.add_argument("--explorer-storage", metavar="JSON", help="the job's storage settings, as JSON")
+    e.add_argument("--explorer-history-bars", type=int, metavar="N", help="bars of history drawn")
     return p
+
+
+def _explorer_args(ns: argparse.Namespace, current: dict | None) -> dict | None:
+    """The ``explorer`` group from the --explorer-* flags over the config's (None: no flag given)."""
+    flags = {
+        "output_url": ns.explorer_output,
+        "input_url": ns.explorer_input,
+        "input_layout": ns.explorer_input_layout,
+        "history_bars": ns.explorer_history_bars,
+    }
+    for key, text in (("catalog", ns.explorer_catalog), ("storage", ns.explorer_storage)):
+        if text is not None:
+            try:
+                flags[key] = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"--explorer-{key} {text!r} is not JSON: {e}") from None
+    given = {k: v for k, v in flags.items() if v is not None}
+    if not given:
+        return None
+    out = {**(current or {}), **given}
+    if "output_url" not in out:
+        raise ValueError("the --explorer-* flags need --explorer-output (the job's output.url)")
+    return out
 
 
 def build_config(ns: argparse.Namespace) -> dict:
@@ -56,6 +88,9 @@ def build_config(ns: argparse.Namespace) -> dict:
         mid, spec = parse_model_arg(text)
         models[mid] = {"model": spec.model, "tokenizer": spec.tokenizer}
     args: dict = {"models": models} if models or ns.model else {}
+    explorer = _explorer_args(ns, app_args.get("explorer"))
+    if explorer is not None:
+        args["explorer"] = explorer
     if ns.default_model:
         args["default_model"] = ns.default_model
     elif ns.only_models and ns.model:

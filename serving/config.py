@@ -9,6 +9,7 @@ CLI; each model id is a ``kronos_core.PredictorSpec`` plus a description.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,6 +19,7 @@ from kronos_core.rules import DEFAULT_MAX_GAP_FRACTION
 
 __all__ = [
     "BatchConfig",
+    "ExplorerConfig",
     "Limits",
     "ModelSpec",
     "ServingConfig",
@@ -93,6 +95,40 @@ class BatchConfig(BaseModel):
     batch_wait_timeout_s: float = Field(default=0.01, ge=0.0, le=10.0)
 
 
+class ExplorerConfig(BaseModel):
+    """Where the forecast explorer (``GET /``) reads: the batch job's output warehouse (Iceberg tables
+    ``forecasts`` and ``scorecard``) and, for the history drawn before each forecast, its market input.
+    ``catalog`` and ``storage`` are ``pipeline.config.CatalogConfig`` / ``StorageConfig`` as dicts (the job
+    config's ``output.catalog`` and ``storage``), checked against them here; ``pipeline`` is imported only
+    when an explorer is configured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output_url: str = Field(description="the job's output.url: the Iceberg warehouse (local folder or s3://)")
+    catalog: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the job's output.catalog (name, namespace, properties); empty = SQLite beside "
+        "the tables",
+    )
+    storage: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the job's storage settings for s3:// URLs (endpoint_url, region, ...)",
+    )
+    input_url: str | None = Field(
+        default=None, description="the job's input.url (hive-partitioned parquet); None = no history drawn"
+    )
+    input_layout: Literal["date", "symbol"] = Field(default="date", description="the job's input.layout")
+    history_bars: int = Field(default=120, ge=1, le=5000, description="bars of history drawn before as_of")
+
+    @model_validator(mode="after")
+    def _check(self) -> ExplorerConfig:
+        from pipeline.config import CatalogConfig, StorageConfig
+
+        CatalogConfig.model_validate(self.catalog)
+        StorageConfig.model_validate(self.storage)
+        return self
+
+
 class ServingConfig(BaseModel):
     """Everything ``build_app`` needs (the ``args:`` of the Serve config)."""
 
@@ -123,6 +159,10 @@ class ServingConfig(BaseModel):
     )
     limits: Limits = Field(default_factory=Limits)
     batching: BatchConfig = Field(default_factory=BatchConfig)
+    explorer: ExplorerConfig | None = Field(
+        default=None,
+        description="the forecast explorer's store (GET /); None = the page offers only the CSV form",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ServingConfig:

@@ -28,6 +28,7 @@ from kronos_core.rules import (
 from .config import Limits
 
 __all__ = [
+    "CsvRequest",
     "ErrorBody",
     "ErrorDetail",
     "ForecastRequest",
@@ -139,6 +140,15 @@ class SeriesForecast(BaseModel):
         description="forecast warnings: non_positive_price (a mean price or close quantile <= 0)"
     )
     last_close: float
+
+
+class CsvRequest(BaseModel):
+    """The explorer's CSV form (``POST /ui/api/csv``): the file's text and the symbol that seeds its paths."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    csv: str = Field(description="the CSV text: a header row, then one bar per row")
+    symbol: str = Field(default="CSV", min_length=1, max_length=128)
 
 
 class ModelInfo(BaseModel):

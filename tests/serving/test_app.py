@@ -462,3 +462,20 @@ def test_load_300_requests_32_concurrent(url, client):
         :3
     ]
     assert client.get("/healthz").status_code == 200
+
+
+def test_explorer_page_without_a_store(client):
+    """The app has no explorer store here: the page still loads (CSV form only) and the store endpoints
+    say how to configure one, in the one error shape."""
+    page = client.get("/")
+    assert page.status_code == 200 and "Kronos forecast explorer" in page.text
+    settings = client.get("/ui/api/settings").json()
+    assert settings["store"] is None and "--explorer-output" in settings["message"]
+    assert settings["defaults"]["model"] == "test" and settings["limits"]["max_pred_len"] == 32
+    for path, params in (
+        ("/ui/api/partitions", {}),
+        ("/ui/api/forecast", {"as_of": "2024-06-28", "model": "random:test:0", "symbol": "AAA"}),
+    ):
+        r = client.get(path, params=params)
+        assert r.status_code == 404 and "no store configured" in r.json()["message"], r.text
+        assert r.json()["detail"] == []

@@ -241,3 +241,58 @@ def test_serve_config_yaml_is_generated_from_the_code():
     assert (
         "environ.get" not in source and "KRONOS_SERVE_" not in source
     )  # no settings read from the environment
+
+
+def test_explorer_flags_and_config():
+    from serving.cli import _parser, build_config
+    from serving.config import ExplorerConfig
+
+    flags = ["--explorer-output", "/data/out", "--explorer-input", "/data/bars"]
+    flags += ["--explorer-input-layout", "symbol", "--explorer-history-bars", "30"]
+    flags += ["--explorer-catalog", '{"namespace": "prod"}']
+    explorer = build_config(_parser().parse_args(flags))["applications"][0]["args"]["explorer"]
+    assert explorer == {
+        "output_url": "/data/out",
+        "input_url": "/data/bars",
+        "input_layout": "symbol",
+        "history_bars": 30,
+        "catalog": {"namespace": "prod"},
+    }
+    assert build_config(_parser().parse_args([]))["applications"][0]["args"].get("explorer") is None
+    with pytest.raises(ValueError, match="--explorer-output"):
+        build_config(_parser().parse_args(["--explorer-input", "/data/bars"]))
+    with pytest.raises(ValueError, match="not JSON"):
+        build_config(_parser().parse_args(["--explorer-output", "/o", "--explorer-storage", "{nope"]))
+    with pytest.raises(ValueError, match="namespace"):  # pipeline.config.CatalogConfig's own check
+        ExplorerConfig(output_url="/o", catalog={"namespace": "bad name"})
+    with pytest.raises(ValueError, match="endpoint_url"):
+        ExplorerConfig(output_url="/o", storage={"endpoint_url": "localhost:9000"})
+
+
+def test_explorer_csv_rule_and_scorecard_line():
+    """The CSV form reads columns by kronos-forecast's rule (a Yahoo file as it is); the scorecard line
+    equals flows.scoring.summarize_scorecard on the same rows."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from flows.scoring import summarize_scorecard
+    from serving.explorer import ExplorerError, parse_csv, scorecard_line
+    from tests.serving.explorer_store import MODEL, scorecard_rows
+
+    yahoo = (Path(__file__).parents[1] / "data" / "sp500_yahoo_2012_2013.csv").read_text()
+    out = parse_csv(yahoo, "SPX")
+    assert out["freq"] == "1d" and out["series"]["timestamps"][-1] == "2013-03-01T00:00:00"
+    assert out["series"]["close"][0] == 1374.089966 and "amount" not in out["series"]
+    with pytest.raises(ExplorerError, match=r"data row 2 \(CSV line 3\): close is 'null'"):
+        parse_csv("timestamp,open,high,low,close\n2024-01-02,1,2,1,1\n2024-01-03,1,2,1,null\n")
+    with pytest.raises(ExplorerError, match="no timestamp column"):
+        parse_csv("open,high,low,close\n1,2,1,1\n")
+    card = pd.concat([scorecard_rows(0).to_pandas(), scorecard_rows(1).to_pandas()])
+    line = scorecard_line(card, MODEL)
+    want = summarize_scorecard(card).set_index("method")
+    for row in line["methods"]:
+        for m in ("mae", "crps", "crps_skill", "coverage", "direction_acc", "rank_ic"):
+            expect = want.loc[row["method"], m]
+            assert (row[m] is None and pd.isna(expect)) or row[m] == pytest.approx(expect), (row["method"], m)
+    assert scorecard_line(card, "other") is None
