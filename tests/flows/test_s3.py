@@ -81,6 +81,7 @@ def test_store_on_s3(s3, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two real jobs and a Prefect harness: ~5 min on a busy 2-core machine
 def test_nightly_flow_with_real_job_on_s3(s3, prefect_harness, ray_local, tmp_path, monkeypatch):
     """The credentials come from a Prefect Secret block named in the parameters (issue 15: storage.key and
     storage.secret were plain-text parameters); no AWS_* variable is set, so nothing else could sign the
