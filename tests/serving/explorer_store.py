@@ -1,8 +1,8 @@
 """A real store for the explorer tests (HTTP and browser): the real batch job (``pipeline.run_job``, model
-``random:test``) over a small synthetic market (11 of 24 series broken, one per reject reason: the job rejects them), an older
-partition committed with ``pipeline.tables.publish`` (a copy of the run's rows at an earlier as_of: a second
-job run would cost ~30 s on 2 cores), scorecard partitions published the way the scoring flow publishes
-them, and a Serve deployment of the app on that store."""
+``random:test``) over a small synthetic market (11 of 24 series broken, one per reject reason: the job
+rejects them), an older partition committed with ``pipeline.tables.publish`` (a copy of the run's rows at an
+earlier as_of: a second job run would cost ~30 s on 2 cores), scorecard partitions published the way the
+scoring flow publishes them, and a Serve deployment of the app on that store."""
 
 from __future__ import annotations
 
