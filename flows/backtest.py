@@ -17,6 +17,7 @@ from . import store
 from .charts import png_data_uri, scorecard_png
 from .nightly import IO_RETRIES, SKILL_TITLE, check_input, pick_model, run_forecast_job
 from .params import BacktestParams, JobSettings
+from .run_names import backtest_run_name
 from .scoring import SCORECARD_COLUMNS, quantile_levels_in, score_cutoff, skill_table, summarize_scorecard
 
 __all__ = ["backtest", "auto_cutoffs"]
@@ -131,7 +132,7 @@ def write_and_publish(job: JobSettings, card: pd.DataFrame, summaries: list[dict
     return name
 
 
-@flow(name="walk-forward-backtest", log_prints=True)
+@flow(name="walk-forward-backtest", flow_run_name=backtest_run_name, log_prints=True)
 def backtest(params: BacktestParams = BacktestParams()) -> dict[str, Any]:
     """Run the forecast job at each cutoff (for ``model`` and every model in ``compare``) and score it;
     returns the scorecard location and mean metrics per (model, method)."""

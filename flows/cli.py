@@ -17,12 +17,25 @@ import time
 from kronos_core import defaults
 from kronos_core.demo import DEMO_NOTE, demo_model, is_demo_ref
 
-__all__ = ["main", "demo_cutoffs", "DEMO_MODEL", "DEMO_LOOKBACK", "DEMO_PRED_LEN"]
+__all__ = [
+    "main",
+    "demo_cutoffs",
+    "process_env",
+    "prefect_home_for",
+    "runs_message",
+    "DEMO_MODEL",
+    "DEMO_LOOKBACK",
+    "DEMO_PRED_LEN",
+]
 
 # the demo's own values (kronos_core.defaults.EXCEPTIONS says why they differ from the shared defaults)
 DEMO_MODEL, DEMO_LOOKBACK, DEMO_PRED_LEN = defaults.MODEL, defaults.LOOKBACK, 5
 # seconds the ephemeral Prefect API may take to start (Prefect's default, 20, is too short on a busy machine)
 EPHEMERAL_STARTUP_TIMEOUT_S = 300
+DEFAULT_DATA_DIR = "./demo_data"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+START_LOCAL = os.path.join(REPO, "scripts", "start_local.sh")  # absent when installed without the checkout
+LOCAL_UI = "http://127.0.0.1:4200"  # where scripts/start_local.sh (no port given) serves the UI
 
 RANDOM_NOTE = (
     "RANDOM WEIGHTS: '{ref}' is an untrained model for demos and tests; its forecasts are noise. "
@@ -42,7 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="kronos-nightly", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--data-dir", default="./demo_data", help="demo root: market/ and output/ go under it")
+    ap.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help="demo root: market/, output/ and prefect_home/ (the Prefect runs, unless $PREFECT_HOME is set) "
+        "go under it",
+    )
     ap.add_argument("--input-url", help="market to read instead of the generated one (local or s3://)")
     ap.add_argument("--output-url", help="forecast store root (default <data-dir>/output)")
     ap.add_argument("--symbols", type=int, default=300, help="assets in the generated market")
@@ -77,22 +95,64 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def process_env(environ) -> None:
+def prefect_home_for(data_dir: str) -> str:
+    """A data dir's Prefect home: ``<data-dir>/prefect_home`` (absolute), as in scripts/start_local.sh."""
+    return os.path.join(os.path.abspath(data_dir), "prefect_home")
+
+
+def process_env(environ, data_dir: str = DEFAULT_DATA_DIR) -> None:
     """The main job's process settings, set before Prefect and Ray are imported, each only where the user has
-    not set it: no telemetry from a local demo; a local single-user Ray without token auth (Ray 2.60 turns it
-    on by default); and time for Prefect's ephemeral API to start (its own limit, 20 s, is less than a fresh
-    PREFECT_HOME takes to create and migrate its SQLite database on a busy 2-core machine; 16 s when quiet).
+    not set it: the Prefect home ``<data-dir>/prefect_home``, the one scripts/start_local.sh serves the UI
+    from, so the runs recorded here show up there (not Prefect's own default ``~/.prefect``); no telemetry
+    from a local demo; a local single-user Ray without token auth (Ray 2.60 turns it on by default); and time
+    for Prefect's ephemeral API to start (its own limit, 20 s, is less than a fresh PREFECT_HOME takes to
+    create and migrate its SQLite database on a busy 2-core machine; 16 s when quiet).
     """
+    if not environ.get("PREFECT_HOME"):
+        environ["PREFECT_HOME"] = prefect_home_for(data_dir)
     environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EPHEMERAL_STARTUP_TIMEOUT_S))
     environ.setdefault("RAY_AUTH_MODE", "disabled")
     environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+def runs_message(
+    data_dir: str,
+    prefect_home: str,
+    api_url: str | None = None,
+    ui_url: str | None = None,
+    cwd: str | None = None,
+    start_local: str = START_LOCAL,
+) -> str:
+    """The closing lines: where this job's Prefect runs and artifacts are and the command that shows them.
+
+    Ephemeral API (no ``PREFECT_API_URL``): the runs are in ``prefect_home``'s database; ``start_local.sh``
+    serves that home at http://127.0.0.1:4200 when it resolves to the same folder (``$KRONOS_DATA_DIR`` or
+    ``PREFECT_HOME`` are added to the command where the defaults do not already give it). With a
+    ``PREFECT_API_URL`` the runs are on that server and its UI shows them."""
+    what = "Prefect runs and artifacts (run summary, where the outputs are, fan chart)"
+    if api_url:
+        return f"{what}: Prefect API {api_url}\n  see them in the UI   open {ui_url or api_url}"
+    home = os.path.abspath(prefect_home)
+    repo = os.path.dirname(os.path.dirname(start_local))
+    if os.path.exists(start_local):
+        script = os.path.relpath(start_local, cwd) if cwd and os.path.abspath(cwd) == repo else start_local
+        if home == prefect_home_for(os.path.join(repo, "demo_data")):
+            cmd = script  # the script's defaults
+        elif home == prefect_home_for(data_dir):
+            cmd = f"KRONOS_DATA_DIR={os.path.abspath(data_dir)} {script}"
+        else:
+            cmd = f"PREFECT_HOME={home} {script}"
+        how = " (it also serves the deployments, for UI-triggered runs)"
+    else:  # installed without the checkout: a plain server on the same home
+        cmd, how = f"PREFECT_HOME={home} prefect server start", ""
+    return f"{what}: local Prefect home {home}\n  see them in the UI   run `{cmd}`, open {LOCAL_UI}{how}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     t0 = time.perf_counter()
-    process_env(os.environ)
+    process_env(os.environ, args.data_dir)
     import datetime as dt
 
     from kronos_core import MarketCalendar, PredictorSpec, SamplingParams
@@ -209,13 +269,17 @@ def main(argv: list[str] | None = None) -> int:
             "see the model card for held-out scores):"
         )
         print(mean[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    from prefect.settings import PREFECT_HOME
+    from prefect.settings import get_current_settings
 
+    settings = get_current_settings()
     print(
-        "Runs and artifacts (tables, where the outputs are, fan chart) are in Prefect's local DB under "
-        f"{PREFECT_HOME.value()}: "
-        f"`prefect server start` shows them at http://127.0.0.1:4200. scripts/start_local.sh serves the "
-        f"deployments for UI-triggered runs."
+        runs_message(
+            data_dir,
+            str(settings.home),
+            api_url=settings.api.url,
+            ui_url=settings.ui_url,
+            cwd=os.getcwd(),
+        )
     )
     return 0
 

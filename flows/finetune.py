@@ -35,6 +35,7 @@ from .charts import png_data_uri
 from .job import job_as_of, resolve_model
 from .nightly import IO_RETRIES
 from .params import BacktestParams, FinetuneParams, JobSettings
+from .run_names import finetune_run_name
 
 __all__ = ["finetune", "validation_period", "decide", "side_by_side", "METRICS"]
 
@@ -249,11 +250,7 @@ def publish(
     A.publish_markdown(A.KEYS["finetune_decision"], "\n".join(md), "Fine-tune run: the promotion decision")
 
 
-def _run_name() -> str:
-    return f"finetune-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M}"
-
-
-@flow(name="finetune", flow_run_name=_run_name, log_prints=True)
+@flow(name="finetune", flow_run_name=finetune_run_name, log_prints=True)
 def finetune(params: FinetuneParams = FinetuneParams()) -> dict[str, Any]:
     """Train a candidate from the incumbent on the latest bars, backtest both on the held-out validation
     period and promote the candidate only if its CRPS is better. Returns what happened and where."""

@@ -28,6 +28,7 @@ from pipeline.config import CatalogConfig
 
 from . import artifacts as A
 from .params import DEMO_OUTPUT_URL, StorageParams
+from .run_names import maintenance_run_name
 
 __all__ = ["MaintenanceParams", "table_maintenance", "maintain_table"]
 
@@ -84,7 +85,7 @@ def maintain_table(params: MaintenanceParams, table: str, now: dt.datetime) -> d
     return row
 
 
-@flow(name="table-maintenance", log_prints=True)
+@flow(name="table-maintenance", flow_run_name=maintenance_run_name, log_prints=True)
 def table_maintenance(params: MaintenanceParams = MaintenanceParams()) -> list[dict[str, Any]]:
     """Compact, expire and clean every output table; returns one row per table."""
     now = dt.datetime.now(dt.timezone.utc)

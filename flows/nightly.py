@@ -25,6 +25,7 @@ from . import store
 from .charts import fan_chart_png, pick_chart_symbols, png_data_uri, scorecard_png
 from .job import InputNotReady, freshness_problem, local_cpus, resolve_as_of, resolve_model, to_job_config
 from .params import JobSettings, NightlyParams
+from .run_names import nightly_run_name
 from .scoring import (
     SCORECARD_COLUMNS,
     matured_cutoffs,
@@ -262,16 +263,7 @@ def publish(
     A.publish_markdown(A.KEYS["outputs"], "\n".join(lines), f"Where this run's outputs are, as_of {as_of}")
 
 
-def _run_name() -> str:
-    """``nightly-<as_of>`` (or ``nightly-last-session``) so runs are told apart in the UI's run list."""
-    from prefect.runtime import flow_run
-
-    p = flow_run.parameters.get("params")
-    as_of = getattr(p, "as_of", None) if not isinstance(p, dict) else p.get("as_of")
-    return f"nightly-{as_of or 'last-session'}"
-
-
-@flow(name="nightly-forecast", flow_run_name=_run_name, log_prints=True)
+@flow(name="nightly-forecast", flow_run_name=nightly_run_name, log_prints=True)
 def nightly_forecast(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
     """Forecast the whole universe as of the last completed session (or ``params.as_of``) and score what has
     matured. Returns where everything was written."""
