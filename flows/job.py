@@ -130,17 +130,39 @@ def freshness_problem(
     as_of: dt.date,
     symbols_on_as_of: set[str],
     universe: list[str] | None,
+    first_bar: dt.date | None,
     last_bar: dt.date | None,
     min_fresh_share: float,
     where: str,
+    calendar: MarketCalendar | None = None,
 ) -> str | None:
-    """None if the input is ready for ``as_of``; else a message that says what is missing and what to do."""
+    """None if the input is ready for ``as_of``; else a message that says what is missing and what to do.
+
+    ``first_bar`` / ``last_bar``: the dates of the input's first and latest bars (``store.input_status``;
+    None: no bars at all). Without bars on ``as_of`` the advice depends on where it falls: before the first
+    bar (pick an as_of inside the data), after the latest (the delivery has not landed yet), or in a gap
+    between them (not a session of ``calendar``, or a missing delivery)."""
     if last_bar is None:
         return f"no bars found under {where}; check input_url (and storage settings for s3://)"
     if not symbols_on_as_of:
+        span = f"first {first_bar}, last {last_bar}"
+        if first_bar is not None and as_of < first_bar:
+            return (
+                f"as_of {as_of} is before the first bars under {where} ({span}): pick an as_of between them"
+            )
+        if as_of > last_bar:
+            return (
+                f"no bars for as_of {as_of} under {where} (latest bars are from {last_bar}); the vendor "
+                f"delivery for {as_of} has not landed yet, or pass an earlier as_of"
+            )
+        if calendar is not None and calendar.session_end(as_of) is None:
+            return (
+                f"no bars for as_of {as_of} under {where} ({span}): {as_of} is not a session of calendar "
+                f"{calendar.name} (a weekend or holiday); pick a session date"
+            )
         return (
-            f"no bars for as_of {as_of} under {where} (latest bars are from {last_bar}); the vendor delivery "
-            f"for {as_of} has not landed yet, or pass an earlier as_of"
+            f"no bars for as_of {as_of} under {where}, a gap inside the data ({span}): the delivery for "
+            f"{as_of} is missing (re-deliver it) or the market was closed; pick another as_of"
         )
     if universe:
         missing = sorted(set(universe) - symbols_on_as_of)

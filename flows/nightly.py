@@ -88,9 +88,16 @@ def pick_model(params: JobSettings) -> JobSettings:
 
 @task(name="check-input", cache_policy=NO_CACHE, **IO_RETRIES)
 def check_input(params: NightlyParams, as_of: dt.date) -> int:
-    present, last = store.input_status(params.input_url, params.input_layout, as_of, params.storage)
+    present, first, last = store.input_status(params.input_url, params.input_layout, as_of, params.storage)
     problem = freshness_problem(
-        as_of, present, params.universe, last, params.min_fresh_share, params.input_url
+        as_of,
+        present,
+        params.universe,
+        first,
+        last,
+        params.min_fresh_share,
+        params.input_url,
+        params.calendar,
     )
     if problem:
         raise InputNotReady(problem)

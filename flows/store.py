@@ -15,7 +15,7 @@ import uuid
 
 import pandas as pd
 
-from kronos_core.rules import TIMESTAMP_MAX
+from kronos_core.rules import TIMESTAMP_MAX, TIMESTAMP_MIN
 from pipeline import tables
 from pipeline.config import StorageConfig
 from pipeline.read import list_partitions as list_input_partitions
@@ -40,6 +40,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _END_OF_TIME = pd.Timestamp(TIMESTAMP_MAX) - pd.Timedelta(days=1)
+_START_OF_TIME = pd.Timestamp(TIMESTAMP_MIN) + pd.Timedelta(days=1)
 _RECENT_DAYS = 30  # symbol layout: how far back the freshness check looks for the latest bar
 
 
@@ -57,32 +58,40 @@ def input_sessions(input_url: str, storage: StorageConfig | None = None) -> list
 
 def input_status(
     input_url: str, layout: str, as_of: dt.date, storage: StorageConfig | None = None
-) -> tuple[set[str], dt.date | None]:
-    """(symbols with a bar on ``as_of``, date of the latest bar) for the freshness check."""
+) -> tuple[set[str], dt.date | None, dt.date | None]:
+    """(symbols with a bar on ``as_of``, date of the first bar, date of the latest bar) for the freshness
+    check; both dates None when there are no bars at all.
+
+    Date layout: from the ``date=`` partition names (only ``as_of``'s partition is read). Symbol layout: the
+    timestamps of the last 30 days before ``as_of`` onwards; when none is on ``as_of``, also every timestamp
+    up to ``as_of`` (row groups pruned by their statistics: nothing is read for an as_of before the data), so
+    ``first`` tells an as_of before the data from a gap. When ``as_of`` has bars, ``first`` is the earliest of
+    those 30 days (the freshness check needs no more)."""
     fs = filesystem(input_url, storage)
     if not fs.exists(strip_protocol(input_url)):
-        return set(), None
+        return set(), None, None
     if layout == "date":
         days = input_sessions(input_url, storage)
         if not days:
-            return set(), None
+            return set(), None, None
         if as_of not in days:
-            return set(), days[-1]
+            return set(), days[0], days[-1]
         bars = read_bars(input_url, layout, as_of, as_of, None, storage, columns=("symbol", "timestamp"))
-        return set(bars["symbol"]), days[-1]
-    bars = read_bars(
-        input_url,
-        layout,
-        as_of - dt.timedelta(days=_RECENT_DAYS),
-        None,
-        None,
-        storage,
-        columns=("symbol", "timestamp"),
-    )
-    if bars.empty:
-        return set(), None
+        return set(bars["symbol"]), days[0], days[-1]
+    columns = ("symbol", "timestamp")
+    bars = read_bars(input_url, layout, as_of - dt.timedelta(days=_RECENT_DAYS), None, None, storage, columns)
     day = bars["timestamp"].dt.normalize()
-    return set(bars.loc[day == pd.Timestamp(as_of), "symbol"]), day.max().date()
+    first, last = (day.min(), day.max()) if len(bars) else (None, None)
+    present = set(bars.loc[day == pd.Timestamp(as_of), "symbol"])
+    if not present:
+        earlier = read_bars(input_url, layout, _START_OF_TIME.date(), as_of, None, storage, columns)[
+            "timestamp"
+        ]
+        if len(earlier):
+            first, last = earlier.min().normalize(), last or earlier.max().normalize()
+    if first is None:
+        return set(), None, None
+    return present, first.date(), last.date()
 
 
 def read_bars(

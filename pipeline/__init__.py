@@ -2,6 +2,7 @@
 partitioned forecast tables (read -> validate -> future timestamps -> forecast -> postprocess -> write)."""
 
 from .config import JobConfig, RunSummary, load_job_config
+from .coverage import CoverageError
 from .job import run_job
 from .storage import StorageError
 from .synthetic import SyntheticMarket, write_synthetic_market
@@ -9,6 +10,7 @@ from .tables import ConcurrentCommitError, Warehouse, list_runs, read, run_recor
 
 __all__ = [
     "ConcurrentCommitError",
+    "CoverageError",
     "JobConfig",
     "RunSummary",
     "StorageError",

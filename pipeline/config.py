@@ -154,6 +154,14 @@ class ValidationConfig(_Strict):
         "high this many times the low: rejected price_jump; "
         "null turns the check off",
     )
+    min_forecast_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="the batch job fails, publishing nothing, when it forecasts less than this share of its "
+        "universe (the listed universe, else the symbols read); a run that forecasts no asset always fails "
+        "unless it is 0 (training ignores it)",
+    )
 
 
 class ComputeConfig(_Strict):

@@ -8,7 +8,8 @@
 3. future    (CPU)     the pred_len calendar bars after as_of, per asset (lagged assets: from their last bar)
 4. forecast  (actors)  ForecastActor: predictor loaded once per actor; ragged batches; per-asset seeds
 5. postprocess (CPU)   long rows (symbol, step) + quantiles + p_up + flags + lineage
-6. write     (CPU)     Iceberg data files (any worker) -> one commit per table on the driver: the
+6. write     (CPU)     Iceberg data files (any worker) -> coverage (below validation.min_forecast_share:
+                       CoverageError, nothing committed) -> one commit per table on the driver: the
                        (as_of, model) partition replaced in one snapshot, the run's record in its summary
 """
 
@@ -29,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import JobConfig, RunSummary, load_job_config
+from .coverage import CoverageError, coverage_problem
 from .forecast import ForecastActor
 from .future import future_batch, run_grid, window_start
 from .postprocess import forecast_rows, forecast_schema, lineage, rejected_rows
@@ -139,7 +141,9 @@ def run_job(
     actor_cls: type = ForecastActor,
     stream: bool | None = None,
 ) -> RunSummary:
-    """Run one batch forecast; returns what it did. Raises on a permanent storage error (nothing published).
+    """Run one batch forecast; returns what it did. Raises on a permanent storage error, and
+    ``CoverageError`` when it forecast less than ``validation.min_forecast_share`` of its universe
+    (``pipeline.coverage``); either way nothing is published (no table's partition is touched).
 
     ``actor_cls`` is the stage-4 callable class (a ``ForecastActor`` subclass; tests inject faults with one).
     ``stream``: run stages 1-6a as one stream (None: when a CPU is free beside the forecast actors; False:
@@ -286,11 +290,25 @@ def run_job(
         fc_meta = meta[meta["is_valid"].astype(bool)] if len(meta) else meta
         rejected = _rejected_table(meta, fc_meta, universe, as_of, run, model)
         _check_model(fc_meta, model)
+        _count(summary, files, meta, fc_meta, rejected, cfg.pred_len)
         stage_s["rejected"] = time.perf_counter() - t
 
-        # 6b. commit: per table, the (as_of, model) partition replaced in one snapshot carrying the run record
+        # 6b. coverage, before any commit: a run below validation.min_forecast_share publishes nothing (an
+        # as_of before the histories, a partial delivery or a bad universe must not replace a good partition)
+        n_universe = len(universe) if universe is not None else summary.assets_read
+        problem = coverage_problem(
+            summary.assets_forecast,
+            n_universe,
+            rejected,
+            cfg.validation.min_forecast_share,
+            universe is not None,
+        )
+        if problem:
+            summary.wall_s = time.perf_counter() - t0
+            raise CoverageError(f"run {run_id} as_of {as_of} model {model}: {problem}", summary, rejected)
+
+        # 6c. commit: per table, the (as_of, model) partition replaced in one snapshot carrying the run record
         t = time.perf_counter()
-        _count(summary, files, meta, fc_meta, rejected, cfg.pred_len)
         record = _record(cfg, as_of, model, created_at, run, fc_meta, start, plan, summary)
         summary.output_url, summary.catalog = cfg.output.url, wh.describe()
         summary.forecasts_table = wh.identifier("forecasts")

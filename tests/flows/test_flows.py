@@ -113,6 +113,69 @@ def test_missing_delivery_fails_fast_with_a_message(prefect_harness, ray_local, 
     assert not os.path.exists(tmp_path / "kronos") and not os.path.exists(tmp_path / "catalog.db")
 
 
+@pytest.mark.parametrize(
+    "as_of, says",
+    [
+        (
+            dt.date(2023, 6, 1),
+            r"as_of 2023-06-01 is before the first bars under .* last 2024-06-28\): pick an as_of",
+        ),
+        (
+            dt.date(2024, 6, 19),
+            r"no bars for as_of 2024-06-19 .*: 2024-06-19 is not a session of calendar XNYS",
+        ),
+    ],
+    ids=["before-the-data", "holiday"],
+)
+def test_as_of_outside_the_data_says_so(prefect_harness, small_market, tmp_path, as_of, says):
+    """Regression (issue 15): an as_of before the first bars (or on a holiday inside them) was told "the
+    vendor delivery has not landed yet"; the real check-input task now says where the data is."""
+    from flows.job import InputNotReady
+    from flows.nightly import nightly_forecast
+
+    state = nightly_forecast(_params(small_market, tmp_path, as_of), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(InputNotReady, match=says) as e:
+        state.result()
+    assert "not landed" not in str(e.value)
+
+
+def test_nightly_below_min_forecast_share_fails_and_publishes_nothing(
+    prefect_harness, ray_local, small_market, tmp_path
+):
+    """Regression (issue 15): a nightly run at an as_of ten sessions into the data (every asset too short
+    for min_history) forecast nothing, yet ended Completed, committed an empty partition and published
+    artifacts. It now ends Failed with the reasons in its state message, and publishes nothing."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.nightly import nightly_forecast
+    from flows.store import input_sessions
+    from pipeline import CoverageError, list_runs
+
+    as_of = input_sessions(small_market.url)[9]
+    params = _params(small_market, tmp_path, as_of)
+    state = nightly_forecast(params, return_state=True)
+    assert state.is_failed()
+    assert "CoverageError" in state.message and "validation.min_forecast_share=0.5" in state.message
+    assert "too_short" in state.message
+    with pytest.raises(CoverageError, match=r"forecast 0 of \d+ assets \(0.0% of the symbols read\)"):
+        state.result()
+
+    async def artifacts():
+        async with get_client() as c:
+            ids = ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            return await c.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ids))
+
+    # no summary, no outputs, no chart: nothing claims success (Prefect's own keyless record of the failed
+    # result aside)
+    assert [a.key for a in asyncio.run(artifacts()) if a.key or a.type] == []
+    wh = params.warehouse()
+    assert list_runs(wh, "forecasts").empty and list_runs(wh, "rejected").empty
+
+
 def test_backtest_scores_every_cutoff(prefect_harness, ray_local, small_market, tmp_path):
     """Two cutoffs, two models (``model`` and one in ``compare``), scored side by side."""
     from flows.artifacts import KEYS

@@ -159,13 +159,56 @@ def test_prefect_yaml_is_generated_from_flows_deploy():
 
 
 def test_freshness_messages_say_what_is_missing():
-    d = dt.date(2024, 6, 28)
-    assert "no bars found" in freshness_problem(d, set(), None, None, 0.5, "/x")
-    msg = freshness_problem(d, set(), None, dt.date(2024, 6, 27), 0.5, "/x")
-    assert "2024-06-28" in msg and "2024-06-27" in msg
-    msg = freshness_problem(d, {"A"}, ["A", "B", "C"], d, 0.5, "/x")
+    d, first = dt.date(2024, 6, 28), dt.date(2024, 1, 2)
+    assert "no bars found" in freshness_problem(d, set(), None, None, None, 0.5, "/x")
+    msg = freshness_problem(d, set(), None, first, dt.date(2024, 6, 27), 0.5, "/x")
+    assert "no bars for as_of 2024-06-28" in msg and "latest bars are from 2024-06-27" in msg
+    assert "has not landed yet" in msg
+    msg = freshness_problem(d, {"A"}, ["A", "B", "C"], first, d, 0.5, "/x")
     assert "33%" in msg and "B, C" in msg
-    assert freshness_problem(d, {"A", "B"}, ["A", "B", "C"], d, 0.5, "/x") is None
+    assert freshness_problem(d, {"A", "B"}, ["A", "B", "C"], first, d, 0.5, "/x") is None
+
+
+def test_freshness_message_for_an_as_of_before_the_data_or_in_a_gap():
+    """Regression (issue 15): an as_of before the first bars was told the delivery "has not landed yet"."""
+    first, last, xnys = dt.date(2024, 1, 2), dt.date(2024, 6, 28), MarketCalendar()
+    msg = freshness_problem(dt.date(2023, 6, 1), set(), None, first, last, 0.5, "/x", xnys)
+    assert msg == (
+        "as_of 2023-06-01 is before the first bars under /x (first 2024-01-02, last 2024-06-28): "
+        "pick an as_of between them"
+    )
+    assert "not landed" not in msg
+    # a gap inside the data: a holiday of the calendar (Juneteenth), a weekend, or a missing delivery
+    holiday = freshness_problem(dt.date(2024, 6, 19), set(), None, first, last, 0.5, "/x", xnys)
+    assert "2024-06-19 is not a session of calendar XNYS (a weekend or holiday)" in holiday
+    assert "first 2024-01-02, last 2024-06-28" in holiday and "not landed" not in holiday
+    weekend = freshness_problem(dt.date(2024, 6, 22), set(), None, first, last, 0.5, "/x", xnys)
+    assert "not a session" in weekend
+    missing = freshness_problem(dt.date(2024, 6, 18), set(), None, first, last, 0.5, "/x", xnys)
+    assert "a gap inside the data" in missing and "delivery for 2024-06-18 is missing" in missing
+    # without a calendar a gap is still a gap, not a late delivery
+    assert "a gap inside the data" in freshness_problem(
+        dt.date(2024, 6, 19), set(), None, first, last, 0.5, "/x"
+    )
+
+
+@pytest.mark.parametrize("layout", ["date", "symbol"])
+def test_input_status_gives_the_first_and_latest_bar(tmp_path, layout):
+    from flows.store import input_status
+    from pipeline import write_synthetic_market
+
+    m = write_synthetic_market(
+        str(tmp_path / "bars"), n_symbols=3, n_bars=40, min_bars=40, broken=False, layout=layout
+    )
+    first, last = dt.date(2024, 5, 2), dt.date(2024, 6, 28)  # 40 XNYS sessions up to 2024-06-28
+    present, seen, latest = input_status(m.url, layout, last)
+    assert present == set(m.symbols) and latest == last
+    # symbol layout: with bars on as_of the probe reads only the 30 days before it
+    assert seen == (first if layout == "date" else dt.date(2024, 5, 29))
+    assert input_status(m.url, layout, dt.date(2024, 3, 1)) == (set(), first, last)  # before the data
+    assert input_status(m.url, layout, dt.date(2024, 6, 19)) == (set(), first, last)  # a holiday inside
+    assert input_status(m.url, layout, dt.date(2024, 9, 2)) == (set(), first, last)  # after: not landed
+    assert input_status(str(tmp_path / "nothing"), layout, last) == (set(), None, None)
 
 
 def test_cutoff_choices():

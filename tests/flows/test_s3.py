@@ -51,9 +51,9 @@ def test_store_on_s3(s3, tmp_path):
     from pipeline.tables import warehouse
 
     storage, market = s3
-    present, last = store.input_status(market.url, "date", dt.date(2024, 6, 28), storage)
-    assert last == dt.date(2024, 6, 28) and len(present) >= 25
-    assert store.input_status(market.url, "date", dt.date(2024, 7, 1), storage) == (set(), last)
+    present, first, last = store.input_status(market.url, "date", dt.date(2024, 6, 28), storage)
+    assert last == dt.date(2024, 6, 28) and len(present) >= 25 and first < dt.date(2024, 3, 1)
+    assert store.input_status(market.url, "date", dt.date(2024, 7, 1), storage) == (set(), first, last)
     bars = store.read_bars(
         market.url, "date", dt.date(2024, 6, 1), dt.date(2024, 6, 28), ["S0010", "S0011"], storage
     )

@@ -223,6 +223,52 @@ def test_universe_file_missing_symbol_and_empty_symbol_are_reported(ray_local, t
     }
 
 
+def test_run_below_min_forecast_share_fails_and_publishes_nothing(ray_local, tmp_path, capsys):
+    """Regression (issue 15): a run that forecast no asset (as_of ten sessions into the data, every asset too
+    short for min_history) ended green and replaced its partition with an empty one. Below
+    ``validation.min_forecast_share`` run_job and kronos-batch fail with the reasons and commit nothing."""
+    from pipeline import CoverageError, write_synthetic_market
+    from pipeline.cli import main
+
+    m = write_synthetic_market(
+        str(tmp_path / "bars"), n_symbols=6, n_bars=60, min_bars=60, broken=False, end=AS_OF, seed=2
+    )
+    out = str(tmp_path / "out")
+    good = run_job(job_config(m.url, out))
+    wh = warehouse(out)
+
+    def tables_state():  # the snapshot ids of each output table (None: no such table)
+        tables = {t: wh.load(t) for t in ("forecasts", "rejected")}
+        return {t: tbl and [s.snapshot_id for s in tbl.metadata.snapshots] for t, tbl in tables.items()}
+
+    before, files_before = tables_state(), partition_files(out, AS_OF)
+    early = sorted(p.name.removeprefix("date=") for p in Path(m.url).glob("date=*"))[9]  # the 10th session
+    with pytest.raises(CoverageError) as failed:
+        run_job(job_config(m.url, out, as_of=early))
+    msg = str(failed.value)
+    assert f"as_of {early}" in msg and "forecast 0 of 6 assets (0.0% of the symbols read)" in msg
+    assert "validation.min_forecast_share=0.5" in msg and "too_short 6 (S0000, S0001, S0002, ...)" in msg
+    s = failed.value.summary
+    assert (s.assets_read, s.assets_forecast, s.snapshot_id) == (6, 0, None)
+    assert failed.value.rejected.num_rows == 6
+    # kronos-batch gets the same protection (exit 1, the reasons), here at the good run's as_of with a
+    # listed universe: listed symbols missing from the input count as not forecast
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(job_config(m.url, out).model_dump_json())
+    ghosts = [f"G{i}" for i in range(7)]
+    assert (
+        main(["--config", str(cfg), "--set", f"universe.symbols={m.symbols + ghosts}", "--no-progress"]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "job failed: CoverageError" in err and "6 of 13 assets (46.2% of the listed universe)" in err
+    assert "no_data 7 (G0, G1, G2, ...)" in err
+    # nothing published: no snapshot added to either table, the good partition's files untouched
+    assert tables_state() == before and partition_files(out, AS_OF) == files_before
+    assert T.list_runs(wh)["run_id"].tolist() == [good.run_id]
+    assert T.partitions(wh)["as_of"].tolist() == [pd.Timestamp(AS_OF)]
+    assert set(read_partition(out, "forecasts", AS_OF)["run_id"]) == {good.run_id}
+
+
 def test_intraday_hkex_job_lunch_break_and_holiday(ray_local, tmp_path):
     """30-minute HKEX bars: forecasts skip the lunch break and the 1 July holiday."""
     from kronos_core import MarketCalendar

@@ -36,7 +36,9 @@ def test_job_on_moto_s3(ray_local, moto_s3, tmp_path):
         "s3://bkt/moto/bars", n_symbols=16, n_bars=60, end=AS_OF, storage=storage, seed=5
     )
     out = "s3://bkt/moto/out"
-    s = run_job(job_config(m.url, out, storage=storage.model_dump(), output={"catalog": catalog(tmp_path)}))
+    # 11 of the 16 assets are broken on purpose: the run forecasts 31%, below the default min_forecast_share
+    over = dict(validation={"min_forecast_share": 0.25}, storage=storage.model_dump())
+    s = run_job(job_config(m.url, out, output={"catalog": catalog(tmp_path)}, **over))
     n_ok = len(m.healthy)
     assert s.assets_read == 16 and s.assets_rejected == len(m.broken) and s.assets_forecast == n_ok
     wh = T.warehouse(out, catalog(tmp_path), storage)
@@ -119,7 +121,12 @@ def test_job_end_to_end_on_seaweedfs(ray_local, seaweed_s3, tmp_path):
         "s3://bkt/sw/bars", n_symbols=15, n_bars=60, end=AS_OF, storage=storage, seed=9
     )
     out = "s3://bkt/sw/out"
-    over = dict(storage=storage.model_dump(), output={"catalog": catalog(tmp_path)})
+    # 11 of the 15 assets are broken on purpose (27% forecast, below the default min_forecast_share)
+    over = dict(
+        storage=storage.model_dump(),
+        output={"catalog": catalog(tmp_path)},
+        validation={"min_forecast_share": 0.25},
+    )
     first = run_job(job_config(m.url, out, **over))
     assert first.assets_forecast == 4 and first.assets_rejected == len(m.broken) == 11
     again = run_job(job_config(m.url, out, **over))  # replaces the partition
