@@ -336,12 +336,12 @@ class Ingress:
             raise StarletteHTTPException(404, f"no static file {name!r}")
         return FileResponse(_UI / name, media_type=_STATIC[name])
 
-    async def _store(self, fn, *args):
+    async def _store(self, fn):
         """A store read off the event loop (PyIceberg and parquet reads block); errors in the one shape."""
         if self.explorer is None:
             return error(404, NOT_CONFIGURED)
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(fn)
         except ExplorerError as e:
             return error(e.status, e.message, e.detail())
         except Exception as e:
@@ -381,7 +381,7 @@ class Ingress:
         """One symbol of one partition: ``history`` (bars up to as_of from the job's input), ``forecast``
         (the /v1/forecast ``SeriesForecast`` shape plus ``quantile_levels``), ``lineage``, ``scorecard``
         (the model's mean metrics over matured cutoffs); 404 for an unknown partition or symbol."""
-        return await self._store(self.explorer.view, as_of, model, symbol)
+        return await self._store(lambda: self.explorer.view(as_of, model, symbol))
 
     @fastapi_app.post("/ui/api/csv", responses=_ERRORS)
     async def ui_csv(self, req: CsvRequest):

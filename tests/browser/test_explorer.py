@@ -74,7 +74,7 @@ def test_store_view_and_csv_form(page, shoot, url):
 
     # a real Yahoo CSV, uploaded, forecast through /v1/forecast
     page.set_input_files("#csv-file", str(YAHOO))
-    assert page.input_value("#csv-symbol") == "sp500_yahoo_2012_2013"
+    _expect(page.locator("#csv-symbol")).to_have_value("sp500_yahoo_2012_2013")  # the file is read async
     page.fill("#pred_len", "10")
     assert _submit(page).status == 200
     page.wait_for_selector("#csv-chart svg path.mean")
