@@ -15,7 +15,9 @@ __all__ = [
     "summary_rows",
     "frame_rows",
     "publish_table",
-    "publish_image",
+    "publish_chart",
+    "chart_markdown",
+    "as_of_label",
     "publish_markdown",
     "markdown_table",
 ]
@@ -60,6 +62,8 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
             )
         elif isinstance(v, float):
             v = round(v, 3)
+        elif k == "as_of" and v is not None:
+            v = as_of_label(v)
         rows.append({"field": k, "value": _cell(v)})
     return rows
 
@@ -96,11 +100,36 @@ def publish_table(key: str, rows: list[dict[str, Any]], description: str) -> Non
     create_table_artifact(table=rows if rows else [{"note": "empty"}], key=key, description=description)
 
 
-def publish_image(key: str, data_uri: str, description: str) -> None:
-    """An image artifact; a ``data:`` URI makes the UI show it with no file server."""
-    from prefect.artifacts import create_image_artifact
+def chart_markdown(png: bytes, title: str, location: str | None = None) -> str:
+    """Markdown that shows a PNG inline (a ``data:`` URI: no file server needed) with the file's location
+    as plain text beneath it.
 
-    create_image_artifact(image_url=data_uri, key=key, description=description)
+    Not an image artifact: the Prefect UI prints an image artifact's URL under the picture, which for a
+    ``data:`` URI is ~100k characters of base64 (seen in the browser tier); markdown images show only the
+    picture. Locations are code text, never links: the UI drops ``file://`` hrefs and a browser would not
+    open them anyway, so the full path must be readable as it is."""
+    import base64
+
+    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    alt = title.replace("[", "(").replace("]", ")")
+    lines = [f"![{alt}]({uri})"]
+    if location:
+        lines += ["", f"PNG: `{location}`"]
+    return "\n".join(lines)
+
+
+def publish_chart(key: str, png: bytes, description: str, location: str | None = None) -> None:
+    """A chart as a markdown artifact (``chart_markdown``)."""
+    publish_markdown(key, chart_markdown(png, description, location), description)
+
+
+def as_of_label(as_of: Any) -> str:
+    """A cutoff as people read it: ``2026-11-12`` for a session date or a midnight stamp (daily bars),
+    ``2026-11-12 15:30`` for an intraday stamp; never ``2026-11-12 00:00:00``."""
+    ts = pd.Timestamp(as_of)
+    if ts == ts.normalize():
+        return ts.date().isoformat()
+    return ts.strftime("%Y-%m-%d %H:%M" if ts.second == 0 else "%Y-%m-%d %H:%M:%S")
 
 
 def publish_markdown(key: str, markdown: str, description: str) -> None:

@@ -14,7 +14,7 @@ from pipeline.storage import join
 
 from . import artifacts as A
 from . import store
-from .charts import png_data_uri, scorecard_png
+from .charts import scorecard_png
 from .nightly import IO_RETRIES, SKILL_TITLE, check_input, pick_model, run_forecast_job
 from .params import BacktestParams, JobSettings
 from .run_names import backtest_run_name
@@ -124,9 +124,9 @@ def write_and_publish(job: JobSettings, card: pd.DataFrame, summaries: list[dict
         A.KEYS["backtest_summary"], "\n".join(md), "Backtest metrics over time vs the baselines"
     )
     if len(card):
-        A.publish_image(
+        A.publish_chart(
             A.KEYS["backtest_chart"],
-            png_data_uri(scorecard_png(card)),
+            scorecard_png(card),
             "MAE, RankIC, direction accuracy, CRPS and CRPS skill per cutoff: kronos vs the baselines",
         )
     return name

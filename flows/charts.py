@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Sequence
 
@@ -11,7 +10,7 @@ import pandas as pd
 
 from kronos_core import quantile_column
 
-__all__ = ["pick_chart_symbols", "fan_chart_png", "png_data_uri", "scorecard_png"]
+__all__ = ["pick_chart_symbols", "fan_chart_png", "scorecard_png"]
 
 
 def pick_chart_symbols(forecasts: pd.DataFrame, n: int = 4) -> list[str]:
@@ -104,11 +103,6 @@ def _png(fig, dpi: int) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
-
-
-def png_data_uri(png: bytes) -> str:
-    """``data:image/png;base64,...``: lets the Prefect UI show the chart without any file server."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def scorecard_png(

@@ -31,7 +31,6 @@ from . import artifacts as A
 from . import store
 from .backtest import auto_cutoffs, backtest
 from .baselines import BOOTSTRAP
-from .charts import png_data_uri
 from .job import job_as_of, resolve_model
 from .nightly import IO_RETRIES
 from .params import BacktestParams, FinetuneParams, JobSettings
@@ -215,10 +214,11 @@ def publish(
     storage = params.storage.resolved()
     curve = join(run_url, "loss_curve.png")
     fs = filesystem(curve, storage)
-    A.publish_image(
+    A.publish_chart(
         A.KEYS["finetune_curve"],
-        png_data_uri(fs.cat_file(strip_protocol(curve))),
+        fs.cat_file(strip_protocol(curve)),
         f"Training and validation loss per epoch, run {summary['run_id']}",
+        store.local_or_url(curve),
     )
     A.publish_table(
         A.KEYS["finetune_scorecard"],

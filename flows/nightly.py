@@ -22,7 +22,7 @@ from pipeline.storage import StorageError, is_transient, join
 
 from . import artifacts as A
 from . import store
-from .charts import fan_chart_png, pick_chart_symbols, png_data_uri, scorecard_png
+from .charts import fan_chart_png, pick_chart_symbols, scorecard_png
 from .job import InputNotReady, freshness_problem, local_cpus, resolve_as_of, resolve_model, to_job_config
 from .params import JobSettings, NightlyParams
 from .run_names import nightly_run_name
@@ -148,7 +148,7 @@ def render_chart(
         symbols,
         params.quantiles,
         title=f"{model}{f' ({weights_note(model)})' if weights_note(model) else ''}"
-        f"  as_of {as_of}  (mean, quantile bands)",
+        f"  as_of {A.as_of_label(as_of)}  (mean, quantile bands)",
     )
     url = store.write_bytes(
         join(params.output_url, "charts", f"as_of={as_of}", "fan_chart.png"), png, params.storage
@@ -222,7 +222,7 @@ def publish(
     scorecard: pd.DataFrame | None,
     scorecard_table: str | None,
 ) -> None:
-    as_of = summary["as_of"]
+    as_of = A.as_of_label(summary["as_of"])
     A.publish_table(
         A.KEYS["summary"], A.summary_rows(summary), f"Nightly forecast run summary, as_of {as_of}"
     )
@@ -232,9 +232,7 @@ def publish(
         f"{len(rejected)} assets rejected by validation, as_of {as_of}, with reasons",
     )
     if chart is not None:
-        A.publish_image(
-            A.KEYS["chart"], png_data_uri(chart[1]), f"Fan charts as_of {as_of}; PNG at {chart[0]}"
-        )
+        A.publish_chart(A.KEYS["chart"], chart[1], f"Fan charts as_of {as_of}", store.local_or_url(chart[0]))
     note = weights_note(summary.get("model") or "")
     lines = [
         f"# Nightly forecast {as_of}",
@@ -247,7 +245,7 @@ def publish(
         f"| rejected assets | `{summary.get('rejected_table')}` "
         f"snapshot `{summary.get('rejected_snapshot_id')}` |",
         f"| scorecard | `{scorecard_table or '-'}` |",
-        f"| fan chart | `{chart[0] if chart else '-'}` |",
+        f"| fan chart | `{store.local_or_url(chart[0]) if chart else '-'}` |",
         "",
         f"The run's record (config, lineage, input files, counts) is in the snapshots' summary "
         f"(`pipeline.run_record(wh, {summary['run_id']!r})`). Read the partition:",
@@ -262,9 +260,9 @@ def publish(
             A.frame_rows(scorecard.sort_values(["as_of", "method"])),
             "Matured forecasts scored against realised bars and the baselines",
         )
-        A.publish_image(
+        A.publish_chart(
             A.KEYS["scorecard_chart"],
-            png_data_uri(scorecard_png(scorecard)),
+            scorecard_png(scorecard),
             "Forecast quality per matured cutoff: kronos vs the baselines",
         )
     A.publish_markdown(A.KEYS["outputs"], "\n".join(lines), f"Where this run's outputs are, as_of {as_of}")

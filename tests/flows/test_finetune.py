@@ -186,7 +186,7 @@ def test_finetune_promotes_a_better_candidate_and_the_nightly_uses_it(
     assert ptr.model == os.path.join(out["candidate"], "model") and ptr.run_id == out["run_id"]
     assert ptr.metrics["candidate_crps"] == out["candidate_crps"]
     for key, kind in (
-        ("finetune_curve", "image"),
+        ("finetune_curve", "markdown"),  # the loss curve inline (chart_markdown)
         ("finetune_scorecard", "table"),
         ("finetune_decision", "markdown"),
     ):

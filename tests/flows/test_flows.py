@@ -69,14 +69,20 @@ def test_nightly_twice_scores_the_matured_run(prefect_harness, ray_local, small_
 
     summary = _artifact(KEYS["summary"])
     assert summary.type == "table" and "2024-06-28" in str(summary.data)
-    assert _artifact(KEYS["chart"]).type == "image"
-    assert str(_artifact(KEYS["chart"]).data).startswith("data:image/png;base64,")
+    chart = _artifact(KEYS["chart"])  # a markdown image: the UI would print an image artifact's data URI
+    assert chart.type == "markdown"
+    assert str(chart.data).startswith("![Fan charts as_of 2024-06-28](data:image/png")
+    assert str(chart.data).endswith(f"PNG: `{second['fan_chart']}`")
+    for key in ("summary", "chart", "outputs", "scorecard_chart"):  # locations are text, never file:// links
+        assert "file://" not in str(_artifact(KEYS[key]).data)
+    assert "00:00:00" not in str(summary.data)
     assert "naive_drift" in str(_artifact(KEYS["scorecard"]).data)
     assert "Scorecard over time" in str(_artifact(KEYS["outputs"]).data)
     outputs = str(_artifact(KEYS["outputs"]).data)
     assert "CRPS skill vs the bootstrap random walk, per horizon" in outputs
     assert f"snapshot `{second['snapshot_id']}`" in outputs and "read(wh, 'forecasts'" in outputs
-    assert _artifact(KEYS["scorecard_chart"]).type == "image"
+    assert _artifact(KEYS["scorecard_chart"]).type == "markdown"
+    assert "](data:image/png;base64," in str(_artifact(KEYS["scorecard_chart"]).data)
 
     # a third night re-runs the same cutoff: the partition is replaced and nothing is scored twice
     third = nightly_forecast(_params(small_market, tmp_path, dt.date(2024, 6, 28)))
@@ -205,7 +211,8 @@ def test_backtest_scores_every_cutoff(prefect_harness, ray_local, small_market, 
     assert _artifact(KEYS["backtest"]).type == "table"
     assert "Mean over cutoffs" in str(_artifact(KEYS["backtest_summary"]).data)
     assert "CRPS skill vs the bootstrap random walk" in str(_artifact(KEYS["backtest_summary"]).data)
-    assert _artifact(KEYS["backtest_chart"]).type == "image"
+    assert _artifact(KEYS["backtest_chart"]).type == "markdown"
+    assert "](data:image/png;base64," in str(_artifact(KEYS["backtest_chart"]).data)
 
 
 @pytest.mark.slow

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from flows import artifacts as A
 from flows.artifacts import frame_rows, markdown_table, summary_rows
 from flows.backtest import auto_cutoffs
-from flows.charts import fan_chart_png, pick_chart_symbols, png_data_uri
+from flows.charts import fan_chart_png, pick_chart_symbols
 from flows.cli import EPHEMERAL_STARTUP_TIMEOUT_S, demo_cutoffs, process_env
 from flows.job import fit_actors, freshness_problem, job_as_of, resolve_as_of, to_job_config
 from flows.params import BacktestParams, NightlyParams
@@ -249,7 +250,20 @@ def test_fan_chart_png_and_symbol_choice():
     assert pick_chart_symbols(fc, 2) == ["A", "B"]  # most bullish, most bearish
     png = fan_chart_png(hist, fc, ["A", "B", "C"], [0.1, 0.5, 0.9], title="t")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 300_000
-    assert png_data_uri(png).startswith("data:image/png;base64,iVBOR")
+    where = "/data/out/charts/as_of=2024-06-28/fan_chart.png"
+    md = A.chart_markdown(png, "Fan [charts] as_of 2024-06-28", where)
+    assert md.startswith("![Fan (charts) as_of 2024-06-28](data:image/png;base64,iVBOR")  # no ] in the alt
+    assert md.endswith(f"\n\nPNG: `{where}`")  # the full path as text, not a link
+
+
+def test_as_of_label_reads_as_a_date_for_daily_runs():
+    assert A.as_of_label("2026-11-12 00:00:00") == "2026-11-12"
+    assert A.as_of_label(pd.Timestamp("2026-11-12")) == "2026-11-12"
+    assert A.as_of_label(dt.date(2026, 11, 12)) == "2026-11-12"
+    assert A.as_of_label("2026-11-12 23:59:59") == "2026-11-12 23:59:59"
+    assert A.as_of_label("2026-11-12 15:30:00") == "2026-11-12 15:30"
+    rows = {r["field"]: r["value"] for r in summary_rows({"as_of": "2026-11-12 00:00:00", "run_id": "r"})}
+    assert rows["as_of"] == "2026-11-12"
 
 
 def test_artifact_rows_are_json_safe():

@@ -199,7 +199,9 @@ def test_ui_style_custom_run_against_real_server(prefect_server, small_market, t
             arts = {a.key: a for a in asyncio.run(artifacts()) if a.key}
         for key in ("summary", "rejected", "chart", "outputs"):
             assert KEYS[key] in arts, f"missing artifact {KEYS[key]}; have {sorted(arts)}"
-        assert arts[KEYS["chart"]].type == "image" and arts[KEYS["chart"]].data.startswith("data:image/png")
+        chart = arts[KEYS["chart"]]
+        assert chart.type == "markdown" and "](data:image/png;base64," in chart.data
+        assert not any("file://" in str(a.data) for a in arts.values())
         assert "2024-06-28" in str(arts[KEYS["summary"]].data)
 
         from pipeline import list_runs, read, run_record, warehouse
