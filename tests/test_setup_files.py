@@ -40,3 +40,15 @@ def test_every_extra_dependency_is_locked():
         if name in ("kronos-batch", "torch"):
             continue
         assert name in locked, f"{d!r} (pyproject.toml) is not in requirements/lock.txt: run scripts/lock.sh"
+
+
+def test_package_data_ships_the_explorer_page():
+    """A wheel install (the container image) serves the explorer from the package: every file of serving/ui
+    must match a package-data pattern."""
+    from fnmatch import fnmatch
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    files = [p.relative_to(ROOT / "serving").as_posix() for p in (ROOT / "serving" / "ui").iterdir()]
+    assert files
+    for f in files:
+        assert any(fnmatch(f, pat) for pat in patterns["serving"]), f"serving/{f} is not in package-data"
