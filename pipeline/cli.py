@@ -14,7 +14,7 @@ import sys
 import yaml
 from pydantic import ValidationError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "config_overrides", "main"]
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -27,7 +27,8 @@ def _parse_set(items: list[str]) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (infra/kuberay/rayjob.yaml's entrypoint is checked against it by tests/infra)."""
     ap = argparse.ArgumentParser(
         prog="kronos-batch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -50,6 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true", help="hide Ray Data progress bars")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     ap.add_argument("-v", "--verbose", action="store_true")
+    return ap
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The job-config overrides the parsed command line asks for (``--set`` and the shorthand flags)."""
+    overrides = _parse_set(args.set)
+    for flag, key in (
+        (args.as_of, "as_of"),
+        (args.input, "input.url"),
+        (args.output, "output.url"),
+        (args.ray_address, "compute.ray_address"),
+    ):
+        if flag is not None:
+            overrides[key] = flag
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -67,15 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.config:
         ap.error("--config is required (or --synthetic URL)")
-    overrides = _parse_set(args.set)
-    for flag, key in (
-        (args.as_of, "as_of"),
-        (args.input, "input.url"),
-        (args.output, "output.url"),
-        (args.ray_address, "compute.ray_address"),
-    ):
-        if flag is not None:
-            overrides[key] = flag
+    overrides = config_overrides(args)
     try:
         cfg = load_job_config(args.config, **overrides)
     except ValidationError as e:

@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
-# Create a kubernetes work pool (needs prefect-kubernetes installed); IMAGE has the project installed.
+# Create (or update) the Kubernetes work pool `kronos-k8s` with infra/prefect/base-job-template.json: flow-run
+# pods from the kronos-flows image, under the `kronos` service account, credentials from the kronos-s3 and
+# kronos-catalog Secrets (envFrom, never parameters). IMAGE / NAMESPACE override the template's defaults.
+# Needs prefect (and prefect-kubernetes where the worker runs). Then:
+#   prefect deploy --all --prefect-file infra/prefect/prefect.yaml
+#   prefect worker start --pool kronos-k8s      # in the cluster, image with prefect-kubernetes
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 POOL="${POOL:-kronos-k8s}"
-IMAGE="${IMAGE:?set IMAGE to an image with kronos-batch[all] installed}"
-prefect work-pool inspect "$POOL" >/dev/null 2>&1 || prefect work-pool create "$POOL" --type kubernetes
-prefect work-pool get-default-base-job-template --type kubernetes >/tmp/k8s-template.json
-python - "$IMAGE" <<'PY'
-import json, sys
-t = json.load(open("/tmp/k8s-template.json"))
-t["variables"]["properties"]["image"]["default"] = sys.argv[1]
-json.dump(t, open("/tmp/k8s-template.json", "w"))
+TEMPLATE=infra/prefect/base-job-template.json
+if [ -n "${IMAGE:-}${NAMESPACE:-}" ]; then
+  TEMPLATE=$(mktemp)
+  python - "$TEMPLATE" <<'PY'
+import json, os, sys
+t = json.load(open("infra/prefect/base-job-template.json"))
+props = t["variables"]["properties"]
+for var, env in (("image", "IMAGE"), ("namespace", "NAMESPACE")):
+    if os.environ.get(env):
+        props[var]["default"] = os.environ[env]
+json.dump(t, open(sys.argv[1], "w"), indent=2)
 PY
-prefect work-pool update "$POOL" --base-job-template /tmp/k8s-template.json
+fi
+if prefect work-pool inspect "$POOL" >/dev/null 2>&1; then
+  prefect work-pool update "$POOL" --base-job-template "$TEMPLATE"
+else
+  prefect work-pool create "$POOL" --type kubernetes --base-job-template "$TEMPLATE"
+fi
+prefect work-pool set-concurrency-limit "$POOL" 2
 echo "pool $POOL ready; run a worker in the cluster: prefect worker start --pool $POOL"
-echo "and in prefect.yaml use work_pool.name: $POOL"
+echo "deploy: prefect deploy --all --prefect-file infra/prefect/prefect.yaml"
