@@ -10,12 +10,12 @@ import importlib.util
 import json
 import re
 import shlex
+import typing
 from pathlib import Path
 
 import jsonschema
 import pytest
 import tomllib
-import typing
 import yaml
 
 from .helpers import (
