@@ -120,7 +120,7 @@ def rayservice_yaml() -> str:
         "# serving/kuberay.py (serveConfigV2 = serving/serve_config.yaml's application, Forecaster on",
         "# GPUs); edit the code, not this file (tests/infra checks they are equal).",
         "#   kubectl apply -f infra/kuberay/rayservice.yaml  (KubeRay operator >= 1.1, NVIDIA device plugin)",
-        "# The endpoint: service kronos-serve-serve-svc, port 8000 (GET /health, POST /v1/forecast, the",
+        "# The endpoint: service kronos-serve-serve-svc, port 8000 (GET /healthz, POST /v1/forecast, the",
         "# explorer at /). Serve autoscales the replicas (autoscaling_config), KubeRay's autoscaler the GPU",
         "# workers. s3:// credentials (the explorer's store, models in a bucket): the kronos-s3 Secret.",
     ]
