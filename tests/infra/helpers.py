@@ -1,5 +1,6 @@
-"""Checks shared by the infra tests: KubeRay CRD and Kubernetes pod-spec validation from the vendored schemas
-(infra/kuberay/crds/), the lock file's pins, the Dockerfile's stages. Each raises on a broken input, so the
+"""Checks shared by the infra tests: KubeRay CRD validation (infra/kuberay/crds/) and Kubernetes core-object
+validation (infra/k8s-schemas/: ConfigMap, ServiceAccount, Secret, batch/v1 Job) from the vendored schemas,
+the lock file's pins, the Dockerfile's stages. Each raises on a broken input, so the
 tests can prove they fail (test_infra.py's negative cases)."""
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 CRDS = INFRA / "kuberay" / "crds"
+K8S_SCHEMAS = INFRA / "k8s-schemas"
+# (apiVersion, kind) -> the vendored strict, standalone Kubernetes schema of that kind
+CORE_KINDS = {
+    ("v1", "ConfigMap"): "configmap-v1.json",
+    ("v1", "ServiceAccount"): "serviceaccount-v1.json",
+    ("v1", "Secret"): "secret-v1.json",
+    ("batch/v1", "Job"): "job-batch-v1.json",
+}
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # names that hold a credential: such an env var may only come from a Secret (envFrom / valueFrom)
 CREDENTIAL_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL)", re.I)
@@ -53,6 +62,16 @@ def crd_schema(kind: str) -> dict:
     return closed(json.loads((CRDS / f"{kind}.v1.schema.json").read_text()))
 
 
+@functools.cache
+def core_schema(api_version: str, kind: str) -> dict:
+    """The vendored Kubernetes schema of a core kind (strict: unknown fields refused); ValueError for a kind
+    that has none here."""
+    name = CORE_KINDS.get((api_version, kind))
+    if name is None:
+        raise ValueError(f"{api_version} {kind}: no schema here to check it against")
+    return json.loads((K8S_SCHEMAS / name).read_text())
+
+
 def pod_spec_schema() -> dict:
     """The core PodSpec schema, as the RayCluster CRD embeds it (head group template)."""
     spec = crd_schema("RayCluster")["properties"]["spec"]["properties"]
@@ -60,13 +79,16 @@ def pod_spec_schema() -> dict:
 
 
 def validate(instance, schema) -> None:
-    """jsonschema on an OpenAPI v3 schema (a Draft 4/7 subset here; ``nullable`` and the x-kubernetes
-    extensions are ignored by it). Raises ``jsonschema.ValidationError`` naming the path."""
-    jsonschema.Draft7Validator(schema).validate(instance)
+    """jsonschema with the draft the schema declares (``$schema``: Draft 2020-12 for the core kinds), else
+    Draft 7 (the CRDs' OpenAPI v3 schemas are a Draft 4/7 subset; ``nullable`` and the x-kubernetes
+    extensions are ignored). Raises ``jsonschema.ValidationError`` naming the path."""
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    cls(schema).validate(instance)
 
 
 def check_object(obj: dict) -> None:
-    """A Kubernetes object: apiVersion/kind, a DNS-1123 name; the KubeRay kinds against their CRD."""
+    """A Kubernetes object: apiVersion/kind, a DNS-1123 name; the KubeRay kinds against their CRD, the core
+    kinds against the vendored Kubernetes schema; a Secret carries no values."""
     for key in ("apiVersion", "kind", "metadata"):
         if key not in obj:
             raise ValueError(f"{obj.get('kind', '?')}: no {key}")
@@ -75,14 +97,10 @@ def check_object(obj: dict) -> None:
         raise ValueError(f"{obj['kind']} name {name!r} is not a DNS-1123 name of at most 63 characters")
     if obj["apiVersion"] == "ray.io/v1":
         validate(obj, crd_schema(obj["kind"]))
-    elif obj["kind"] == "ConfigMap":
-        if not all(isinstance(v, str) for v in obj.get("data", {}).values()):
-            raise ValueError("ConfigMap data values must be strings")
-    elif obj["kind"] == "Secret":
-        if obj.get("data") or obj.get("stringData"):
-            raise ValueError(f"Secret {name}: credentials written in a file; create the Secret with kubectl")
-    elif obj["kind"] != "ServiceAccount":
-        raise ValueError(f"{obj['kind']}: no schema here to check it against")
+    else:
+        validate(obj, core_schema(obj["apiVersion"], obj["kind"]))
+    if obj["kind"] == "Secret" and (obj.get("data") or obj.get("stringData")):
+        raise ValueError(f"Secret {name}: credentials written in a file; create the Secret with kubectl")
     check_no_inline_credentials(obj)
 
 

@@ -1,10 +1,13 @@
-"""infra/ stays true to the code: manifests parse and validate against the vendored KubeRay CRDs (v1.7.0) and
-the core PodSpec they embed; every command, module, flag, config and parameter they name exists here and
-loads with the project's own classes; the image installs the lock's versions. No cluster, no docker."""
+"""infra/ stays true to the code: manifests parse and validate against the vendored KubeRay CRDs (v1.7.0), the
+core PodSpec they embed and the vendored Kubernetes v1.37.0 schemas of the core kinds (ConfigMap,
+ServiceAccount, Secret, the work pool's batch/v1 Job); every command, module, flag, config and parameter they
+name exists here and loads with the project's own classes; the image installs the lock's versions. No cluster,
+no docker."""
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -19,11 +22,13 @@ import tomllib
 import yaml
 
 from .helpers import (
+    CORE_KINDS,
     INFRA,
     ROOT,
     broken,
     check_object,
     containers,
+    core_schema,
     crd_schema,
     dockerfile_stages,
     lock_pins,
@@ -80,6 +85,10 @@ def test_every_manifest_parses_and_validates():
         ("RayCluster", "spec.workerGroupSpecs.0.groupName", None),
         ("RayCluster", "metadata.name", "Kronos_Flows"),
         ("ConfigMap", "data", {"job.yaml": {"as_of": "2024-06-28"}}),  # not a string
+        ("ConfigMap", "data~", None),  # a misspelt field: the strict core schema refuses it
+        ("ConfigMap", "immutable", "yes"),
+        ("ServiceAccount", "metadata.annotations~", None),
+        ("ServiceAccount", "automountServiceAccountToken", "false"),  # a string, not a boolean
         ("ServiceAccount", "kind", "Deployment"),  # a kind nothing here can check
         (
             "RayCluster",
@@ -103,6 +112,8 @@ def test_a_secret_with_values_is_refused():
     with pytest.raises(ValueError, match="kubectl"):
         check_object(secret)
     check_object({**secret, "stringData": {}})
+    with pytest.raises(jsonschema.ValidationError):  # the strict Secret schema: a misspelt field
+        check_object({**secret, "stringData": {}, "tpye": "Opaque"})
 
 
 def test_credentials_come_from_secrets_or_the_service_account():
@@ -384,9 +395,10 @@ def test_a_broken_deployment_is_refused(path, value):
         _check_deployment(broken(dep, path, value))
 
 
-def _rendered_pod(template: dict) -> dict:
-    """The flow-run pod spec the worker would create: the template's placeholders filled with the
-    variables' defaults by Prefect's own templating, ``env`` turned into a list as the worker does."""
+def _rendered_job(template: dict) -> dict:
+    """The flow-run Job the worker would create: the template's placeholders filled with the variables'
+    defaults by Prefect's own templating (plus a name and labels, which the worker sets per run), ``env``
+    turned into a list as the worker does."""
     from prefect.utilities.templating import apply_values, find_placeholders
 
     declared = set(template["variables"]["properties"])
@@ -394,11 +406,21 @@ def _rendered_pod(template: dict) -> dict:
     if used - declared:
         raise ValueError(f"placeholders without a variable: {sorted(used - declared)}")
     values = {k: s["default"] for k, s in template["variables"]["properties"].items() if "default" in s}
+    values |= {"name": "nightly-forecast-x7k2p", "labels": {"prefect.io/flow-run-id": "0b1c"}}
     job = apply_values(template["job_configuration"], values)["job_manifest"]
-    pod = job["spec"]["template"]["spec"]
-    for c in pod["containers"]:
+    for c in job["spec"]["template"]["spec"]["containers"]:
         if isinstance(c.get("env"), dict):
             c["env"] = [{"name": k, "value": v} for k, v in c["env"].items()]
+    return job
+
+
+def _check_rendered_job(template: dict) -> dict:
+    """The rendered Job against the vendored batch/v1 Job schema (strict) and its pod against the PodSpec the
+    KubeRay CRD embeds; returns the pod spec."""
+    job = _rendered_job(template)
+    validate(job, core_schema(job["apiVersion"], job["kind"]))
+    pod = job["spec"]["template"]["spec"]
+    validate(pod, pod_spec_schema())
     return pod
 
 
@@ -410,8 +432,7 @@ def test_the_work_pool_template_is_prefects_default_adapted():
     )["prefect-kubernetes"]["kubernetes"]["default_base_job_configuration"]
     assert set(template["job_configuration"]) == set(bundled["job_configuration"])
     assert set(template["variables"]["properties"]) >= set(bundled["variables"]["properties"])
-    pod = _rendered_pod(template)
-    validate(pod, pod_spec_schema())
+    pod = _check_rendered_job(template)
     (c,) = pod["containers"]
     assert IMAGE_RE.match(c["image"])["target"] == "flows"
     assert {e["secretRef"]["name"] for e in c["envFrom"]} == {"kronos-s3", "kronos-catalog"}
@@ -424,12 +445,33 @@ def test_the_work_pool_template_is_prefects_default_adapted():
         ("job_configuration.job_manifest.spec.template.spec.containers.0.imag", "{{ image }}"),
         ("job_configuration.job_manifest.spec.template.spec.restartPolicy", "{{ restart }}"),
         ("job_configuration.job_manifest.spec.template.spec.parallelism", 1),  # a Job field in the pod
+        ("job_configuration.job_manifest.spec.backoffLimit~", None),  # a misspelt Job field
+        (
+            "job_configuration.job_manifest.spec.ttlSecondsAfterFinished",
+            "{{ finished_job_ttl }}s",
+        ),  # a string
+        ("job_configuration.job_manifest.spec.restartPolicy", "Never"),  # a pod field in the Job
+        ("job_configuration.job_manifest.metadata.generateNam", "{{ name }}-"),
+        ("job_configuration.job_manifest.apiVersion", "batch/v2"),
     ],
 )
 def test_a_broken_work_pool_template_is_refused(path, value):
     template = json.loads((INFRA / "prefect/base-job-template.json").read_text())
     with pytest.raises((ValueError, jsonschema.ValidationError)):
-        validate(_rendered_pod(broken(template, path, value)), pod_spec_schema())
+        _check_rendered_job(broken(template, path, value))
+
+
+def test_the_core_schemas_are_the_recorded_release():
+    record = json.loads((INFRA / "k8s-schemas/VERSION.json").read_text())
+    readme = (INFRA / "k8s-schemas/README.md").read_text()
+    assert record["kubernetes"] in readme and record["wheel_sha256"] in readme
+    for (api_version, kind), name in CORE_KINDS.items():
+        schema = core_schema(api_version, kind)
+        assert schema["properties"]["kind"]["enum"] == [kind] and schema["additionalProperties"] is False
+        assert (
+            hashlib.sha256((INFRA / "k8s-schemas" / name).read_bytes()).hexdigest()
+            == (record["files"][name]["written_sha256"])
+        ), f"{name} differs from what vendor.py wrote; rerun it"
 
 
 def test_the_crds_are_the_recorded_release():
