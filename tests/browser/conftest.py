@@ -3,8 +3,9 @@ driven by Playwright for Python pointed at that binary (Playwright's own browser
 from these machines). ``.ci/run`` installs the package; every test in this folder is marked ``browser``.
 
 Screenshots of each step go to ``$KRONOS_SCREENSHOT_DIR`` (default: a pytest temp folder); the ones shown in
-the README are copied from there by hand (``docs/img/ui-*.png``). Each test module sets
-``pytestmark = pytest.mark.browser``.
+the README are copied from there by hand (``docs/img/ui-prefect-*.png``, ``ui-explorer-csv-error.png``;
+the demo-model explorer pictures come from a ``kronos-nightly`` + ``kronos-serve --explorer-*`` run).
+Each test module sets ``pytestmark = pytest.mark.browser``.
 """
 
 from __future__ import annotations
