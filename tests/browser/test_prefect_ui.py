@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import free_port
 
@@ -206,12 +207,12 @@ def test_custom_run_from_the_form_completes_with_artifacts(stack, page, shoot):
 
     # the run summary table: as_of reads as a date, the counts are there
     page.goto(f"{base}/v2/artifacts/artifact/{arts['nightly-run-summary']['id']}")
-    page.get_by_text("assets_forecast").first.wait_for()
-    rows = page.locator("tr").all_inner_texts()
-    as_of_row = next(r for r in rows if r.split("\t")[0].strip() == "as_of")
-    assert as_of_row.split("\t")[-1].strip() == AS_OF
-    forecast_row = next(r for r in rows if r.split("\t")[0].strip() == "assets_forecast")
-    assert forecast_row.split("\t")[-1].strip() == str(len(UNIVERSE) - 1)
+    # the table is paginated (10 rows a page; as_of and assets_forecast are on the first) and renders after
+    # its data arrives: auto-waiting assertions, not a one-off read of the rows (that raced once in CI)
+    for field, value in (("as_of", AS_OF), ("assets_forecast", str(len(UNIVERSE) - 1))):
+        row = page.locator("tr", has=page.get_by_role("cell", name=field, exact=True))
+        expect(row).to_have_count(1)
+        expect(row.locator("td").last).to_have_text(value)
     shoot(page, "ui-prefect-5-run-summary")
 
     # where the outputs are: full paths as text, never file:// links
